@@ -1,0 +1,150 @@
+"""The command line: LightningCLI for fit/validate/test/predict, with bundled presets and resume from `last`."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lightning_trickster.callbacks import PredictionWriter, RunSummary
+from lightning_trickster.data import ShakespeareDataModule
+from lightning_trickster.errors import TricksterError
+from lightning_trickster.module import NanoTricksterModule
+
+# Lightning 2.6 calls a torch pytree API that newer torch deprecates: noise the user cannot act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def bundled_configs() -> dict[str, Path]:
+    """The presets shipped with the package, by name (nano, mini, ...)."""
+    folder = resources.files("lightning_trickster.configs")
+    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def resolve_config(value: str) -> str:
+    """A real path is used as given; a bare preset name ("nano" or "nano.yaml") means the bundled file."""
+    if Path(value).is_file():
+        return value
+    presets = bundled_configs()
+    name = Path(value).stem
+    if Path(value).name in (name, f"{name}.yaml") and name in presets:
+        return str(presets[name])
+    raise TricksterError(
+        f"config {value!r} not found: pass an existing YAML path or a bundled preset ({', '.join(sorted(presets))})"
+    )
+
+
+def resolve_config_args(args: list[str]) -> list[str]:
+    resolved = list(args)
+    for i, arg in enumerate(resolved):
+        if arg in ("-c", "--config") and i + 1 < len(resolved):
+            resolved[i + 1] = resolve_config(resolved[i + 1])
+        elif arg.startswith("--config="):
+            resolved[i] = "--config=" + resolve_config(arg.split("=", 1)[1])
+    return resolved
+
+
+def newest_last_checkpoint(root_dir: Path) -> Path:
+    """The last.ckpt of the most recently written run under root_dir/lightning_logs."""
+    candidates = list(root_dir.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+    if not candidates:
+        raise TricksterError(
+            f"--ckpt_path last: no run under {root_dir / 'lightning_logs'} has checkpoints/last.ckpt; "
+            "train with fit first, or pass a checkpoint file path"
+        )
+    return max(candidates, key=lambda path: path.stat().st_mtime)
+
+
+class TricksterCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The model's context length is the one place the sequence length is set.
+        parser.link_arguments("model.max_seq_len", "data.block_size")
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/loss",
+                "checkpoint.mode": "min",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{step}",
+                # last.ckpt is always the newest checkpoint, also after a resume from a copied checkpoint.
+                "checkpoint.enable_version_counter": False,
+            }
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        self._command_line = list(sys.argv[1:] if args is None else args)
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path") == "last":
+            self._use_newest_last_checkpoint(self.config[subcommand], resume=subcommand == "fit")
+
+    @staticmethod
+    def _use_newest_last_checkpoint(config, resume: bool) -> None:
+        """Lightning's own "last" only looks inside the new run's directory; look across runs instead.
+        A resumed fit keeps logging into the resumed run's directory so its curves continue."""
+        root = Path(config.trainer.default_root_dir or ".")
+        checkpoint = newest_last_checkpoint(root)
+        config.ckpt_path = str(checkpoint)
+        if resume and config.trainer.logger in (None, True):
+            run_dir = checkpoint.parent.parent
+            config.trainer.logger = {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(root), "name": run_dir.parent.name, "version": run_dir.name},
+            }
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning applies the checkpoint's hyper-parameters over the whole config; values typed on the
+        command line (e.g. --model.temperature 0.5) must still win over them."""
+        try:
+            super()._parse_ckpt_path()
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError) as err:
+            path = self.config[self.config.subcommand].ckpt_path
+            raise TricksterError(
+                f"checkpoint {path} could not be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}): "
+                "pass a .ckpt file written by this project's fit"
+            ) from None
+        overrides = command_line_values(self._command_line, "model")
+        if overrides and self.config.get("subcommand"):
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": overrides}}, self.config)
+
+
+def command_line_values(args: list[str], group: str) -> dict[str, Any]:
+    """The --group.name values given on the command line, parsed as YAML like jsonargparse does."""
+    values = {}
+    prefix = f"--{group}."
+    for i, arg in enumerate(args):
+        if not arg.startswith(prefix):
+            continue
+        name, sep, value = arg[len(prefix) :].partition("=")
+        if not sep:
+            if i + 1 >= len(args):
+                continue
+            value = args[i + 1]
+        values[name] = yaml.safe_load(value)
+    return values
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Entry point of `python -m lightning_trickster` and the `trickster` command."""
+    args = list(sys.argv[1:] if args is None else args)
+    try:
+        TricksterCLI(
+            NanoTricksterModule,
+            ShakespeareDataModule,
+            args=resolve_config_args(args),
+            trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()]},
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    except TricksterError as err:
+        sys.stderr.write(f"error: {err}\n")
+        raise SystemExit(2) from None

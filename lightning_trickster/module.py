@@ -1,0 +1,194 @@
+"""NanoTricksterModule: the LightningModule that trains, evaluates and samples NanoTrickster."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import torch
+from torchmetrics import MeanMetric
+from torchmetrics.text import Perplexity
+
+from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """LR multiplier: linear warmup to 1 over warmup_steps, then cosine decay to min_lr_ratio at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class NanoTricksterModule(pl.LightningModule):
+    def __init__(
+        self,
+        vocab_size: int = 256,
+        hidden_dim: int = 256,
+        num_layers: int = 6,
+        num_heads: int = 8,
+        mlp_dim: int = 768,
+        max_seq_len: int = 512,
+        dropout: float = 0.0,
+        tie_embeddings: bool = True,
+        rope_theta: float = 10000.0,
+        norm_eps: float = 1e-6,
+        learning_rate: float = 3e-4,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+    ) -> None:
+        """
+        Args:
+            vocab_size: number of token ids; the CLI links it from the data module's tokenizer.
+            hidden_dim: width of the residual stream.
+            num_layers: number of transformer blocks.
+            num_heads: attention heads (hidden_dim / num_heads must be an even integer).
+            mlp_dim: hidden width of the SwiGLU MLP.
+            max_seq_len: context length; also the training window length (data.block_size follows it).
+            dropout: dropout on attention probabilities and residual branches while training.
+            tie_embeddings: share the token embedding with the output projection.
+            rope_theta: base of the rotary embedding frequencies.
+            norm_eps: RMSNorm epsilon.
+            learning_rate: peak AdamW learning rate, reached after warmup.
+            weight_decay: AdamW weight decay, applied to matrices and embeddings only (not norms).
+            betas: AdamW betas.
+            warmup_steps: optimizer steps of linear LR warmup.
+            min_lr_ratio: the cosine schedule decays to learning_rate * min_lr_ratio at trainer.max_steps.
+            max_new_tokens: tokens generated per prompt by predict and sampling.
+            temperature: sampling temperature; 0 is greedy.
+            top_k: sample only among the k most likely tokens (None: all).
+            top_p: sample from the smallest set of tokens holding probability top_p (None: all).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        if learning_rate <= 0:
+            raise InvalidConfigError(f"model.learning_rate must be positive, got {learning_rate}")
+        if warmup_steps < 0:
+            raise InvalidConfigError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
+        if not 0.0 <= min_lr_ratio <= 1.0:
+            raise InvalidConfigError(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+        self.model = NanoTrickster(
+            NanoTricksterConfig(
+                vocab_size=vocab_size,
+                hidden_dim=hidden_dim,
+                num_layers=num_layers,
+                num_heads=num_heads,
+                mlp_dim=mlp_dim,
+                max_seq_len=max_seq_len,
+                dropout=dropout,
+                tie_embeddings=tie_embeddings,
+                rope_theta=rope_theta,
+                norm_eps=norm_eps,
+            )
+        )
+        self.val_loss = MeanMetric()
+        self.val_perplexity = Perplexity(ignore_index=-100)
+        self._step_loss_sum: Optional[torch.Tensor] = None
+        self._step_micro_batches = 0
+        self._tokens_per_micro_batch = 0
+        self._last_log_time = 0.0
+        self._last_log_step = 0
+        self.checkpoint_step: Optional[int] = None
+        """Global step of the checkpoint the weights were loaded from, if any."""
+
+    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
+        return self.model(idx, targets)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch
+        _, loss = self.model(inputs, targets)
+        # Summed on the device: reading it on the host would sync every step.
+        detached = loss.detach()
+        self._step_loss_sum = detached if self._step_micro_batches == 0 else self._step_loss_sum + detached
+        self._step_micro_batches += 1
+        return loss
+
+    def _is_logging_step(self) -> bool:
+        # Lightning writes step metrics when (optimizer steps so far + 1) is a multiple of log_every_n_steps.
+        every = self.trainer.log_every_n_steps
+        return every > 0 and (self.global_step + 1) % every == 0
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        micro_batches, self._step_micro_batches = self._step_micro_batches, 0
+        if not self._is_logging_step():
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        now = time.perf_counter()
+        inputs_per_step = self.trainer.accumulate_grad_batches * self.trainer.world_size
+        tokens = (self.global_step + 1 - self._last_log_step) * inputs_per_step * self._tokens_per_micro_batch
+        self.log_dict(
+            {
+                "train/loss": self._step_loss_sum / micro_batches,
+                "train/lr": optimizer.param_groups[0]["lr"],
+                "train/grad_norm": grad_norm,
+                "train/tokens_per_sec": tokens / (now - self._last_log_time),
+            },
+            prog_bar=True,
+        )
+        self._last_log_time, self._last_log_step = now, self.global_step + 1
+
+    def on_train_start(self) -> None:
+        self._last_log_time, self._last_log_step = time.perf_counter(), self.global_step
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._tokens_per_micro_batch = batch[1].numel()
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation_start = time.perf_counter()
+
+    def on_validation_epoch_end(self) -> None:
+        # Keep validation time out of train/tokens_per_sec.
+        self._last_log_time += time.perf_counter() - self._validation_start
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        inputs, targets = batch
+        logits, loss = self.model(inputs, targets)
+        # Weight each batch's mean by its scored tokens: the result is the mean over every token of the split.
+        self.val_loss.update(loss, weight=(targets != -100).sum())
+        self.val_perplexity.update(logits.float(), targets)
+        self.log(f"{stage}/loss", self.val_loss, prog_bar=True)
+        self.log(f"{stage}/perplexity", self.val_perplexity)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        hp = self.hparams
+        generator = torch.Generator(device=self.device).manual_seed(torch.initial_seed() + batch_idx)
+        tokens = self.model.generate(
+            batch["tokens"], hp.max_new_tokens, hp.temperature, hp.top_k, hp.top_p, generator=generator
+        )
+        return {"prompt": batch["prompt"], "tokens": tokens[:, batch["tokens"].size(1) :]}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.checkpoint_step = checkpoint["global_step"]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        total_steps = self.trainer.max_steps
+        if total_steps is None or total_steps <= 0:
+            raise InvalidConfigError("set --trainer.max_steps: the learning-rate schedule decays over that many steps")
+        decay = [p for p in self.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.learning_rate,
+            betas=tuple(hp.betas),
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total_steps, hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

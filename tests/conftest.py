@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CORPUS = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+# A model small enough that a few Lightning steps take well under a second on a CPU.
+TINY_MODEL_ARGS = [
+    "--model.hidden_dim", "32",
+    "--model.num_layers", "2",
+    "--model.num_heads", "2",
+    "--model.mlp_dim", "64",
+    "--model.max_seq_len", "32",
+    "--model.dropout", "0.0",
+    "--model.warmup_steps", "2",
+    "--data.batch_size", "4",
+    "--trainer.accelerator", "cpu",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+]  # fmt: skip
+
+
+@pytest.fixture
+def shakespeare_path() -> Path:
+    if not SHARED_CORPUS.is_file():
+        pytest.skip(f"tiny Shakespeare not found at {SHARED_CORPUS}")
+    return SHARED_CORPUS
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    """About 20 KB of varied English text: enough for 32-token windows in both splits."""
+    lines = [f"Line {i}: the quick brown fox jumps over the lazy dog, and {i * 7 % 13} birds sing.\n" for i in range(250)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def fit_args(corpus: Path, root: Path, *extra: str, max_steps: int = 6) -> list[str]:
+    """Arguments for a short `fit` of the tiny model that validates and checkpoints every 3 steps."""
+    return [
+        "fit",
+        "--config", "cpu.yaml",
+        "--data.path", str(corpus),
+        "--trainer.default_root_dir", str(root),
+        "--trainer.max_steps", str(max_steps),
+        "--trainer.val_check_interval", "3",
+        "--trainer.log_every_n_steps", "1",
+        *TINY_MODEL_ARGS,
+        *extra,
+    ]  # fmt: skip

@@ -1,0 +1,111 @@
+"""The command line, driven in-process: fit, checkpoints, TensorBoard events, resume, presets and errors."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import fit_args
+from lightning_trickster.cli import main
+
+TAGS = {"train/loss", "val/loss", "val/perplexity", "train/lr", "train/grad_norm", "train/tokens_per_sec"}
+
+
+def run_dir(root: Path, version: int = 0) -> Path:
+    return root / "lightning_logs" / f"version_{version}"
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_fit_writes_checkpoints_and_tensorboard_events_with_the_documented_tags(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path))
+    run = run_dir(tmp_path)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "checkpoints").glob("best-step=*.ckpt"))
+    logged = scalars(run)
+    assert TAGS <= logged.keys()
+    assert [step for step, _ in logged["train/loss"]] == list(range(6))
+    assert [step for step, _ in logged["val/loss"]] == [2, 5]
+    val_loss, val_ppl = logged["val/loss"][-1][1], logged["val/perplexity"][-1][1]
+    assert val_ppl == pytest.approx(torch.tensor(val_loss).exp().item(), rel=1e-4)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 6
+    assert checkpoint["hyper_parameters"]["vocab_size"] == len(set(small_corpus.read_text()))
+
+
+def test_resume_from_last_continues_at_the_saved_step_exactly(small_corpus, tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    main(fit_args(small_corpus, straight, "--checkpoint.save_top_k", "-1", max_steps=6))
+    # An interrupted run: it had written its step-3 checkpoint as last.ckpt when it stopped.
+    (run_dir(interrupted) / "checkpoints").mkdir(parents=True)
+    shutil.copy(run_dir(straight) / "checkpoints" / "best-step=3.ckpt", run_dir(interrupted) / "checkpoints" / "last.ckpt")
+
+    main(fit_args(small_corpus, interrupted, "--ckpt_path", "last", max_steps=6))
+
+    # The resumed run keeps logging into the run it resumed, continuing the step numbers.
+    assert not run_dir(interrupted, 1).exists()
+    assert [step for step, _ in scalars(run_dir(interrupted))["train/loss"]] == [3, 4, 5]
+    final = torch.load(run_dir(interrupted) / "checkpoints" / "last.ckpt", weights_only=True)
+    reference = torch.load(run_dir(straight) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 6
+    # Same data windows, optimizer state and LR schedule as the uninterrupted run: same weights.
+    for name, tensor in reference["state_dict"].items():
+        torch.testing.assert_close(final["state_dict"][name], tensor, msg=name)
+
+
+def test_resume_without_a_previous_run_is_a_clear_error(small_corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --ckpt_path last: no run under") and "\n" not in err
+
+
+def test_bundled_preset_name_works_from_any_directory(small_corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert not Path("cpu.yaml").exists()
+    main(fit_args(small_corpus, Path("runs"), max_steps=1))
+    config = (run_dir(Path("runs")) / "config.yaml").read_text()
+    assert "tokenizer: char" in config  # the bundled cpu.yaml was read
+
+
+def test_unknown_preset_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "giant.yaml"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config 'giant.yaml' not found") and "nano" in err and "\n" not in err
+
+
+def test_invalid_model_shape_is_a_one_line_error(small_corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(small_corpus, tmp_path, "--model.num_heads", "3"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "hidden_dim=32 is not divisible by num_heads=3" in err and "\n" not in err
+
+
+def test_sequence_length_is_set_once_by_the_model(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, "--model.max_seq_len", "16", max_steps=1))
+    checkpoint = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["datamodule_hyper_parameters"]["block_size"] == 16
+
+
+def test_predict_writes_completions_as_json_lines(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    args = fit_args(small_corpus, tmp_path)[1:]
+    main(["predict", *args[: args.index("--trainer.max_steps")], "--ckpt_path", "last",
+          "--data.prompts", '["Line 1", "the "]', "--model.max_new_tokens", "12"])  # fmt: skip
+    records = [json.loads(line) for line in (run_dir(tmp_path, 1) / "predictions.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in records] == ["Line 1", "the "]
+    assert all(len(r["completion"]) == 12 for r in records)
+    assert records[0]["step"] == 3 and os.path.basename(records[0]["checkpoint"]) == "last.ckpt"
+    assert "Line 1" in capsys.readouterr().out

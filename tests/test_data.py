@@ -1,0 +1,143 @@
+"""ShakespeareDataModule: corpus, tokenizers, the 90/10 split, training windows and validation coverage."""
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+import lightning_trickster.data as data_module
+from lightning_trickster.data import TINY_SHAKESPEARE_MD5, RandomWindows, ShakespeareDataModule
+from lightning_trickster.errors import DataError, InvalidConfigError
+from lightning_trickster.tokenizer import ByteTokenizer, CharTokenizer
+
+
+def test_tiny_shakespeare_splits_90_10_by_position(shakespeare_path):
+    data = ShakespeareDataModule(path=str(shakespeare_path), tokenizer="char")
+    data.setup("fit")
+    assert data.vocab_size == 65
+    assert (len(data.train_tokens), len(data.val_tokens)) == (1_003_854, 111_540)
+    text = shakespeare_path.read_text()
+    assert data.tokenizer.decode(data.val_tokens[:50]) == text[1_003_854 : 1_003_854 + 50]
+
+
+def test_byte_tokenizer_round_trips_any_text():
+    tokenizer = ByteTokenizer()
+    text = "ROMEO: ¿Qué? — naïve 日本 🎭\n"
+    ids = tokenizer.encode(text)
+    assert ids.max() < 256 and len(ids) == len(text.encode("utf-8"))
+    assert tokenizer.decode(ids) == text
+
+
+def test_char_tokenizer_round_trips_and_rejects_unknown_characters():
+    tokenizer = CharTokenizer.from_text("hello world")
+    assert tokenizer.vocab == " dehlorw"
+    assert tokenizer.decode(tokenizer.encode("hello")) == "hello"
+    with pytest.raises(InvalidConfigError, match="'!z'"):
+        tokenizer.encode("hello z!")
+
+
+def test_vocab_size_is_known_right_after_init(small_corpus):
+    assert ShakespeareDataModule(path=str(small_corpus), tokenizer="byte").vocab_size == 256
+    chars = len(set(small_corpus.read_text()))
+    assert ShakespeareDataModule(path=str(small_corpus), tokenizer="char").vocab_size == chars
+
+
+def test_training_windows_are_shifted_by_one_and_reproducible_from_the_seed():
+    tokens = torch.arange(1000)
+    first = next(iter(RandomWindows(tokens, block_size=8, batch_size=4, seed=1, rank=0, first_batch=0)))
+    again = next(iter(RandomWindows(tokens, block_size=8, batch_size=4, seed=1, rank=0, first_batch=0)))
+    other_seed = next(iter(RandomWindows(tokens, block_size=8, batch_size=4, seed=2, rank=0, first_batch=0)))
+    inputs, targets = first
+    assert inputs.shape == targets.shape == (4, 8)
+    assert torch.equal(targets[:, :-1], inputs[:, 1:])
+    assert torch.equal(targets, inputs + 1)  # tokens are positions here
+    assert torch.equal(first[0], again[0])
+    assert not torch.equal(first[0], other_seed[0])
+
+
+def test_ranks_draw_different_windows_and_a_resumed_stream_continues_the_sequence():
+    tokens = torch.arange(100_000)
+    stream = iter(RandomWindows(tokens, block_size=8, batch_size=4, seed=1, rank=0, first_batch=0))
+    batches = [next(stream)[0] for _ in range(5)]
+    rank1 = next(iter(RandomWindows(tokens, block_size=8, batch_size=4, seed=1, rank=1, first_batch=0)))[0]
+    resumed = next(iter(RandomWindows(tokens, block_size=8, batch_size=4, seed=1, rank=0, first_batch=3)))[0]
+    assert not torch.equal(batches[0], rank1)
+    assert torch.equal(resumed, batches[3])
+
+
+def test_workers_together_yield_the_same_batches_in_the_same_order():
+    tokens = torch.arange(100_000)
+    windows = RandomWindows(tokens, block_size=8, batch_size=4, seed=1, rank=0, first_batch=0)
+    single = iter(torch.utils.data.DataLoader(windows, batch_size=None))
+    pooled = iter(torch.utils.data.DataLoader(windows, batch_size=None, num_workers=2))
+    for _ in range(4):
+        assert torch.equal(next(single)[0], next(pooled)[0])
+
+
+def test_validation_scores_every_val_token_exactly_once(small_corpus):
+    data = ShakespeareDataModule(path=str(small_corpus), tokenizer="byte", block_size=32, batch_size=5)
+    data.setup("validate")
+    batches = list(data.val_dataloader())
+    inputs = torch.cat([b[0] for b in batches])
+    targets = torch.cat([b[1] for b in batches])
+    scored = targets[targets != -100]
+    # Every position after the first is predicted once, in order, from the position before it.
+    assert torch.equal(scored, data.val_tokens[1:])
+    assert torch.equal(inputs[targets != -100], data.val_tokens[:-1])
+
+
+def test_missing_data_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="not found: pass --data.path"):
+        ShakespeareDataModule(path=str(tmp_path / "nope.txt"))
+
+
+def test_corpus_shorter_than_one_window_is_a_clear_error(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("To be, or not to be.")
+    data = ShakespeareDataModule(path=str(path), block_size=32)
+    with pytest.raises(DataError, match="shorter than one window"):
+        data.setup("fit")
+
+
+def test_char_tokenizer_on_non_utf8_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café crème".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text.*--data.tokenizer byte"):
+        ShakespeareDataModule(path=str(path), tokenizer="char")
+
+
+def test_download_is_verified_and_then_reused(tmp_path, monkeypatch, shakespeare_path):
+    payload = shakespeare_path.read_bytes()
+    assert hashlib.md5(payload).hexdigest() == TINY_SHAKESPEARE_MD5
+    calls = []
+
+    def fake_urlopen(url, timeout):
+        calls.append((url, timeout))
+        return io.BytesIO(payload)
+
+    monkeypatch.setattr(data_module.urllib.request, "urlopen", fake_urlopen)
+    data = ShakespeareDataModule(cache_dir=str(tmp_path))
+    assert data.corpus_path == tmp_path / "input.txt"
+    assert calls[0][0] == data_module.TINY_SHAKESPEARE_URL and calls[0][1] > 0
+    ShakespeareDataModule(cache_dir=str(tmp_path))
+    assert len(calls) == 1  # the cached, verified copy is reused
+
+
+def test_corrupt_download_never_becomes_the_cached_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"truncated"))
+    monkeypatch.setattr(data_module.time, "sleep", lambda seconds: None)
+    with pytest.raises(DataError, match="md5 mismatch.*--data.path"):
+        ShakespeareDataModule(cache_dir=str(tmp_path))
+    assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_offline_without_a_local_copy_says_where_to_put_the_file(tmp_path, monkeypatch):
+    def offline(url, timeout):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(data_module.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(data_module.time, "sleep", lambda seconds: None)
+    with pytest.raises(DataError, match=f"save that file as {tmp_path / 'input.txt'} or pass --data.path"):
+        ShakespeareDataModule(cache_dir=str(tmp_path))
