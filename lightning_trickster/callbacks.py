@@ -1,14 +1,19 @@
-"""Callbacks: the start-of-run summary and the predict writer."""
+"""Callbacks: the start-of-run summary, text samples during training and the predict writer."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_trickster.errors import InvalidConfigError
 
 
 class RunSummary(pl.Callback):
@@ -60,15 +65,110 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        hp = pl_module.hparams
-        completion = trainer.datamodule.tokenizer.decode(prediction["tokens"][0])
-        record = {
-            "prompt": prediction["prompt"],
-            "completion": completion,
-            "settings": {k: hp[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p")},
-            "checkpoint": trainer.ckpt_path,
-            "step": pl_module.checkpoint_step,
-        }
-        print(f"--- {prediction['prompt']!r}\n{prediction['prompt']}{completion}", flush=True)
+        tokenizer = trainer.datamodule.tokenizer
         with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
+            for prompt, tokens in zip(prediction["prompts"], prediction["tokens"]):
+                completion = tokenizer.decode(tokens)
+                print(f"--- {prompt!r}\n{prompt}{completion}\n", flush=True)
+                record = {
+                    "prompt": prompt,
+                    "completion": completion,
+                    "settings": pl_module.sampling_settings(),
+                    "checkpoint": trainer.ckpt_path,
+                    "step": pl_module.checkpoint_step,
+                }
+                out.write(json.dumps(record) + "\n")
+
+
+class SampleText(pl.Callback):
+    """Shows what the model writes as it learns.
+
+    At the start of a fresh fit it logs the random baseline: the untrained model's loss on the whole
+    validation split (``baseline/val_loss_at_init``) beside ln(vocab) (``baseline/uniform_loss``), and one
+    sample. Then every ``every_n_steps`` optimizer steps and at the end it completes each prompt, prints
+    the text and logs it to TensorBoard as ``samples/<prompt>``.
+    """
+
+    def __init__(self, prompts: Sequence[str] = ("\n",), every_n_steps: int = 500, max_new_tokens: int = 200):
+        """
+        Args:
+            prompts: text to continue (default: a line break, which any corpus has); each is sampled with the
+                model's temperature/top_k/top_p.
+            every_n_steps: optimizer steps between samples (0 disables sampling during training).
+            max_new_tokens: length of each sample.
+        """
+        if every_n_steps < 0 or max_new_tokens < 0:
+            raise InvalidConfigError("sampling.every_n_steps and sampling.max_new_tokens must be >= 0")
+        if not prompts or any(not prompt for prompt in prompts):
+            raise InvalidConfigError("sampling.prompts must hold at least one non-empty prompt")
+        self.prompts = list(prompts)
+        self.every_n_steps = every_n_steps
+        self.max_new_tokens = max_new_tokens
+        self._last_sampled_step: Optional[int] = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for prompt in self.prompts:  # fail now, not at the first sample
+            try:
+                trainer.datamodule.tokenizer.encode(prompt)
+            except InvalidConfigError as err:
+                raise InvalidConfigError(f"--sampling.prompts: {err}") from None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > 0 or not trainer.is_global_zero:
+            return  # a resumed run already logged its baseline
+        vocab_size = pl_module.model.config.vocab_size
+        baseline = {
+            "baseline/val_loss_at_init": self._full_split_loss(trainer, pl_module),
+            "baseline/uniform_loss": math.log(vocab_size),
+        }
+        for logger in trainer.loggers:
+            logger.log_metrics(baseline, step=0)
+        rank_zero_info(
+            f"random baseline: val loss at init {baseline['baseline/val_loss_at_init']:.4f} "
+            f"(uniform guessing over {vocab_size} tokens: ln({vocab_size}) = {baseline['baseline/uniform_loss']:.4f})"
+        )
+        self._sample(trainer, pl_module, prompts=self.prompts[:1])
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0 and step != self._last_sampled_step:
+            self._sample(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._last_sampled_step:
+            self._sample(trainer, pl_module)
+
+    @staticmethod
+    @torch.no_grad()
+    def _full_split_loss(trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:
+        was_training = pl_module.training
+        pl_module.eval()
+        total, count = 0.0, 0
+        for inputs, targets in trainer.datamodule.val_dataloader():
+            inputs, targets = inputs.to(pl_module.device), targets.to(pl_module.device)
+            _, loss = pl_module.model(inputs, targets)
+            scored = int((targets != -100).sum())
+            total, count = total + loss.item() * scored, count + scored
+        pl_module.train(was_training)
+        return total / count
+
+    def _sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prompts: Optional[list[str]] = None) -> None:
+        self._last_sampled_step = trainer.global_step
+        if not trainer.is_global_zero or not self.max_new_tokens:
+            return
+        tokenizer = trainer.datamodule.tokenizer
+        settings = {**pl_module.sampling_settings(), "max_new_tokens": self.max_new_tokens}
+        generator = torch.Generator(device=pl_module.device).manual_seed(trainer.global_step)
+        was_training = pl_module.training
+        pl_module.eval()
+        for prompt in prompts or self.prompts:
+            tokens = tokenizer.encode(prompt).unsqueeze(0).to(pl_module.device)
+            new_tokens = pl_module.model.generate(tokens, **settings, generator=generator)[0, tokens.size(1) :]
+            text = prompt + tokenizer.decode(new_tokens)
+            rank_zero_info(f"--- sample at step {trainer.global_step} ---\n{text}\n")
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    # Markdown would swallow the line breaks of verse: log it as a code block.
+                    tag = "samples/" + prompt.encode("unicode_escape").decode("ascii")
+                    logger.experiment.add_text(tag, f"```\n{text}\n```", trainer.global_step)
+        pl_module.train(was_training)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -13,9 +15,11 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lightning_trickster.callbacks import PredictionWriter, RunSummary
+from lightning_trickster.callbacks import PredictionWriter, RunSummary, SampleText
+from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.data import ShakespeareDataModule
 from lightning_trickster.errors import TricksterError
+from lightning_trickster.model import NanoTricksterConfig
 from lightning_trickster.module import NanoTricksterModule
 
 # Lightning 2.6 calls a torch pytree API that newer torch deprecates: noise the user cannot act on.
@@ -51,6 +55,13 @@ def resolve_config_args(args: list[str]) -> list[str]:
     return resolved
 
 
+def preset_model_config(config: str, vocab_size: int) -> NanoTricksterConfig:
+    """The model shape a preset or YAML file sets (class defaults for what it leaves out)."""
+    section = yaml.safe_load(Path(resolve_config(config)).read_text()).get("model") or {}
+    shape = {f.name: section[f.name] for f in fields(NanoTricksterConfig) if f.name in section}
+    return NanoTricksterConfig(**{"vocab_size": vocab_size, **shape})
+
+
 def newest_last_checkpoint(root_dir: Path) -> Path:
     """The last.ckpt of the most recently written run under root_dir/lightning_logs."""
     candidates = list(root_dir.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
@@ -68,6 +79,7 @@ class TricksterCLI(LightningCLI):
         parser.link_arguments("model.max_seq_len", "data.block_size")
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(SampleText, "sampling")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -102,19 +114,25 @@ class TricksterCLI(LightningCLI):
             }
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning applies the checkpoint's hyper-parameters over the whole config; values typed on the
-        command line (e.g. --model.temperature 0.5) must still win over them."""
-        try:
-            super()._parse_ckpt_path()
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError) as err:
-            path = self.config[self.config.subcommand].ckpt_path
-            raise TricksterError(
-                f"checkpoint {path} could not be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}): "
-                "pass a .ckpt file written by this project's fit"
-            ) from None
-        overrides = command_line_values(self._command_line, "model")
-        if overrides and self.config.get("subcommand"):
-            self.config = self.parser.parse_object({self.config.subcommand: {"model": overrides}}, self.config)
+        """Take the model's shape and settings from the checkpoint, and the char vocabulary it was trained
+        with; values typed on the command line (e.g. --model.temperature 0.5) still win.
+
+        Replaces LightningCLI's version, which lets the checkpoint override the command line."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return  # no checkpoint, or one of Lightning's own names ("best", "hpc"): Lightning resolves it
+        checkpoint = read_checkpoint(Path(ckpt_path))
+        model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+        model.update(command_line_values(self._command_line, "model"))
+        data = {}
+        tokenizer = checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
+        if tokenizer:
+            data["tokenizer"] = tokenizer["name"]
+            if "vocab" in tokenizer:
+                data["vocab"] = tokenizer["vocab"]
+        data.update(command_line_values(self._command_line, "data"))
+        self.config = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
 
 
 def command_line_values(args: list[str], group: str) -> dict[str, Any]:
@@ -133,14 +151,31 @@ def command_line_values(args: list[str], group: str) -> dict[str, Any]:
     return values
 
 
+# Project commands beside Lightning's fit/validate/test/predict: name -> "module:function", imported on use.
+# Each function takes the remaining command-line arguments (a list of strings).
+PROJECT_COMMANDS = {
+    "stages": "lightning_trickster.stages:main",
+    "complete": "lightning_trickster.complete:main",
+    "bench-generation": "lightning_trickster.bench:generation_main",
+}
+
+
 def main(args: Optional[list[str]] = None) -> None:
     """Entry point of `python -m lightning_trickster` and the `trickster` command."""
-    args = list(sys.argv[1:] if args is None else args)
+    from_command_line = args is None
+    args = list(sys.argv[1:] if from_command_line else args)
     try:
+        if args and args[0] in PROJECT_COMMANDS:
+            module_name, function_name = PROJECT_COMMANDS[args[0]].split(":")
+            getattr(importlib.import_module(module_name), function_name)(args[1:])
+            return
+        cli_args = resolve_config_args(args)
+        if from_command_line:  # LightningCLI reads sys.argv itself (and warns when given both)
+            sys.argv[1:], cli_args = cli_args, None
         TricksterCLI(
             NanoTricksterModule,
             ShakespeareDataModule,
-            args=resolve_config_args(args),
+            args=cli_args,
             trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()]},
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
 from lightning_trickster.errors import DataError, InvalidConfigError
 from lightning_trickster.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer, TokenizerName
@@ -88,22 +88,29 @@ class RandomWindows(IterableDataset):
 
 class ConsecutiveWindows(Dataset):
     """Every position of a token stream exactly once, in non-overlapping windows; the last window's
-    missing targets are -100 (ignored by the loss)."""
+    missing targets are -100 (ignored by the loss).
 
-    def __init__(self, tokens: torch.Tensor, block_size: int):
+    pad_to_multiple_of appends windows whose targets are all -100 until the length is a multiple of it, so that
+    several processes can each take an equal share without any real window being repeated.
+    """
+
+    def __init__(self, tokens: torch.Tensor, block_size: int, pad_to_multiple_of: int = 1):
         self.tokens = tokens
         self.block_size = block_size
+        self.num_windows = -(-(len(tokens) - 1) // block_size)
+        self.pad_to_multiple_of = pad_to_multiple_of
 
     def __len__(self) -> int:
-        return -(-(len(self.tokens) - 1) // self.block_size)
+        return -(-self.num_windows // self.pad_to_multiple_of) * self.pad_to_multiple_of
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = i * self.block_size
-        chunk = self.tokens[start : start + self.block_size + 1]
+        chunk = self.tokens[start : start + self.block_size + 1] if i < self.num_windows else self.tokens[:0]
+        scored = max(len(chunk) - 1, 0)
         inputs = torch.zeros(self.block_size, dtype=torch.long)
         targets = torch.full((self.block_size,), -100, dtype=torch.long)
-        inputs[: len(chunk) - 1] = chunk[:-1]
-        targets[: len(chunk) - 1] = chunk[1:]
+        inputs[:scored] = chunk[:scored]
+        targets[:scored] = chunk[1 : scored + 1]
         return inputs, targets
 
 
@@ -121,6 +128,7 @@ class ShakespeareDataModule(pl.LightningDataModule):
         cache_dir: str = "data/shakespeare",
         prompts: Optional[list[str]] = None,
         prompts_file: Optional[str] = None,
+        vocab: Optional[str] = None,
     ) -> None:
         """
         Args:
@@ -133,6 +141,8 @@ class ShakespeareDataModule(pl.LightningDataModule):
             cache_dir: where the downloaded corpus is kept.
             prompts: prompts for predict, e.g. '["ROMEO:", "JULIET:"]'.
             prompts_file: a text file with one predict prompt per line (added after prompts).
+            vocab: the char tokenizer's vocabulary; by default built from the corpus. The CLI fills it from
+                the checkpoint when one is given, so predict needs no corpus.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -143,11 +153,12 @@ class ShakespeareDataModule(pl.LightningDataModule):
             raise InvalidConfigError(f"data.num_workers must be >= 0, got {num_workers}")
         if not 0.0 < train_fraction < 1.0:
             raise InvalidConfigError(f"data.train_fraction must be between 0 and 1, got {train_fraction}")
-        self.corpus_path = self._resolve_corpus(path, Path(cache_dir))
-        # The char vocabulary comes from the corpus and is needed now: the CLI links it into the model.
-        self.tokenizer: Tokenizer = (
-            CharTokenizer.from_text(self._read_text()) if tokenizer == "char" else ByteTokenizer()
-        )
+        self._corpus_path: Optional[Path] = None
+        # The vocabulary size is needed now: the CLI links it into the model before setup() runs.
+        if tokenizer == "byte":
+            self.tokenizer: Tokenizer = ByteTokenizer()
+        else:
+            self.tokenizer = CharTokenizer(vocab) if vocab is not None else CharTokenizer.from_text(self._read_text())
         self.train_tokens: Optional[torch.Tensor] = None
         self.val_tokens: Optional[torch.Tensor] = None
 
@@ -155,14 +166,22 @@ class ShakespeareDataModule(pl.LightningDataModule):
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
-    @staticmethod
-    def _resolve_corpus(path: Optional[str], cache_dir: Path) -> Path:
-        if path is None:
-            return download_tiny_shakespeare(cache_dir)
-        corpus = Path(path).expanduser()
-        if not corpus.is_file():
-            raise DataError(f"data file {corpus} not found: pass --data.path pointing to a UTF-8 text file")
-        return corpus
+    @property
+    def corpus_path(self) -> Path:
+        """The corpus file, downloaded on first use when no path was given."""
+        if self._corpus_path is None:
+            if self.hparams.path is None:
+                self._corpus_path = download_tiny_shakespeare(Path(self.hparams.cache_dir))
+            else:
+                corpus = Path(self.hparams.path).expanduser()
+                if not corpus.is_file():
+                    raise DataError(f"data file {corpus} not found: pass --data.path pointing to a UTF-8 text file")
+                self._corpus_path = corpus
+        return self._corpus_path
+
+    def prepare_data(self) -> None:
+        if not self.trainer or not self.trainer.predicting:  # completing prompts needs no corpus
+            self.corpus_path  # noqa: B018 -- downloads once, on one process per node
 
     def _read_text(self) -> str:
         try:
@@ -174,7 +193,7 @@ class ShakespeareDataModule(pl.LightningDataModule):
             ) from None
 
     def setup(self, stage: str) -> None:
-        if self.train_tokens is not None:
+        if stage == "predict" or self.train_tokens is not None:
             return
         corpus = self.corpus_path.read_bytes() if self.tokenizer.name == "byte" else self._read_text()
         tokens = self.tokenizer.encode(corpus)
@@ -210,9 +229,16 @@ class ShakespeareDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            ConsecutiveWindows(self.val_tokens, self.hparams.block_size), batch_size=self.hparams.batch_size
-        )
+        world_size = self.trainer.world_size if self.trainer else 1
+        if world_size == 1:
+            windows = ConsecutiveWindows(self.val_tokens, self.hparams.block_size)
+            return DataLoader(windows, batch_size=self.hparams.batch_size)
+        # Each window is scored once across processes: rank r takes windows r, r + world_size, ... of a list padded
+        # with fully ignored windows to a multiple of world_size (they weigh 0 in the token-weighted val metrics,
+        # which are summed over ranks when computed). Every rank runs the same number of batches, as FSDP requires.
+        windows = ConsecutiveWindows(self.val_tokens, self.hparams.block_size, pad_to_multiple_of=world_size)
+        sampler = DistributedSampler(windows, num_replicas=world_size, rank=self.trainer.global_rank, shuffle=False)
+        return DataLoader(windows, batch_size=self.hparams.batch_size, sampler=sampler)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
@@ -231,8 +257,16 @@ class ShakespeareDataModule(pl.LightningDataModule):
         return texts
 
     def predict_dataloader(self) -> DataLoader:
-        prompts = [{"prompt": text, "tokens": self.tokenizer.encode(text)} for text in self.prompt_texts()]
-        return DataLoader(prompts, batch_size=1, collate_fn=_collate_prompt)
+        """Prompts of equal token length share a batch, so they are generated together."""
+        by_length: dict[int, list[tuple[str, torch.Tensor]]] = {}
+        for text in self.prompt_texts():
+            tokens = self.tokenizer.encode(text)
+            by_length.setdefault(len(tokens), []).append((text, tokens))
+        batches = [
+            {"prompts": [text for text, _ in group], "tokens": torch.stack([tokens for _, tokens in group])}
+            for group in by_length.values()
+        ]
+        return DataLoader(batches, batch_size=None)
 
     def state_dict(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.state_dict()}
@@ -245,8 +279,3 @@ class ShakespeareDataModule(pl.LightningDataModule):
                 f"{len(saved.get('vocab', '')) or 256} tokens) than --data gives now ({self.tokenizer.name}, "
                 f"{self.vocab_size} tokens): use the same --data.tokenizer and --data.path as the training run"
             )
-
-
-def _collate_prompt(items: list[dict[str, Any]]) -> dict[str, Any]:
-    (item,) = items
-    return {"prompt": item["prompt"], "tokens": item["tokens"].unsqueeze(0)}

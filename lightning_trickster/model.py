@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -241,15 +241,29 @@ class NanoTrickster(nn.Module):
         use_cache: bool = True,
     ) -> torch.Tensor:
         """Continue each row of idx (B, T) by max_new_tokens tokens; returns (B, T + max_new_tokens).
+        temperature 0 picks the most likely token (greedy). See stream() for the caching."""
+        new_tokens = list(self.stream(idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache))
+        return torch.cat([idx, *new_tokens], dim=1)
+
+    @torch.no_grad()
+    def stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        generator: Optional[torch.Generator] = None,
+        use_cache: bool = True,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the next token of every row of idx (B, T), as (B, 1), max_new_tokens times.
 
         With the cache the prompt is pre-filled once and each step decodes one token. When the context
         reaches max_seq_len the window slides: the cache is re-filled from the newest max_seq_len // 2
         tokens. Without the cache every step recomputes the newest max_seq_len tokens from scratch.
-        temperature 0 picks the most likely token (greedy).
         """
         max_len = self.config.max_seq_len
         cache = None
-        logits = None
         for _ in range(max_new_tokens):
             if not use_cache:
                 logits, _ = self(idx[:, -max_len:])
@@ -264,7 +278,7 @@ class NanoTrickster(nn.Module):
                 logits, _ = self(idx[:, -1:], cache=cache)
             next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
             idx = torch.cat((idx, next_token), dim=1)
-        return idx
+            yield next_token
 
 
 def sample_next_token(
@@ -289,3 +303,17 @@ def sample_next_token(
         logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+def check_sampling_settings(
+    max_new_tokens: int, temperature: float, top_k: Optional[int], top_p: Optional[float], vocab_size: int
+) -> None:
+    """Raise InvalidConfigError naming the first sampling setting that is out of range."""
+    if max_new_tokens < 0:
+        raise InvalidConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise InvalidConfigError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and not 1 <= top_k <= vocab_size:
+        raise InvalidConfigError(f"top_k must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise InvalidConfigError(f"top_p must be in (0, 1], got {top_p}")

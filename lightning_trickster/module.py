@@ -8,11 +8,12 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from torchmetrics import MeanMetric
 from torchmetrics.text import Perplexity
 
 from lightning_trickster.errors import InvalidConfigError
-from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, check_sampling_settings
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -90,6 +91,7 @@ class NanoTricksterModule(pl.LightningModule):
                 norm_eps=norm_eps,
             )
         )
+        check_sampling_settings(max_new_tokens, temperature, top_k, top_p, vocab_size)
         self.val_loss = MeanMetric()
         self.val_perplexity = Perplexity(ignore_index=-100)
         self._step_loss_sum: Optional[torch.Tensor] = None
@@ -97,6 +99,7 @@ class NanoTricksterModule(pl.LightningModule):
         self._tokens_per_micro_batch = 0
         self._last_log_time = 0.0
         self._last_log_step = 0
+        self._predict_generator: Optional[torch.Generator] = None
         self.checkpoint_step: Optional[int] = None
         """Global step of the checkpoint the weights were loaded from, if any."""
 
@@ -123,12 +126,15 @@ class NanoTricksterModule(pl.LightningModule):
             return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        if isinstance(self.trainer.strategy, FSDPStrategy):  # each rank holds a shard of every gradient
+            grad_norm = self.trainer.strategy.reduce(grad_norm.square(), reduce_op="sum").sqrt()
         now = time.perf_counter()
         inputs_per_step = self.trainer.accumulate_grad_batches * self.trainer.world_size
         tokens = (self.global_step + 1 - self._last_log_step) * inputs_per_step * self._tokens_per_micro_batch
+        # Averaged over processes (one all-reduce per logging step); the other values are the same on every rank.
+        self.log("train/loss", self._step_loss_sum / micro_batches, prog_bar=True, sync_dist=True)
         self.log_dict(
             {
-                "train/loss": self._step_loss_sum / micro_batches,
                 "train/lr": optimizer.param_groups[0]["lr"],
                 "train/grad_norm": grad_norm,
                 "train/tokens_per_sec": tokens / (now - self._last_log_time),
@@ -160,18 +166,25 @@ class NanoTricksterModule(pl.LightningModule):
         inputs, targets = batch
         logits, loss = self.model(inputs, targets)
         # Weight each batch's mean by its scored tokens: the result is the mean over every token of the split.
-        self.val_loss.update(loss, weight=(targets != -100).sum())
+        scored = (targets != -100).sum()
+        # A batch of only padding windows (multi-process validation) has a NaN mean and weight 0: add nothing.
+        self.val_loss.update(torch.where(scored > 0, loss, 0.0), weight=scored)
         self.val_perplexity.update(logits.float(), targets)
         self.log(f"{stage}/loss", self.val_loss, prog_bar=True)
         self.log(f"{stage}/perplexity", self.val_perplexity)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        hp = self.hparams
-        generator = torch.Generator(device=self.device).manual_seed(torch.initial_seed() + batch_idx)
-        tokens = self.model.generate(
-            batch["tokens"], hp.max_new_tokens, hp.temperature, hp.top_k, hp.top_p, generator=generator
-        )
-        return {"prompt": batch["prompt"], "tokens": tokens[:, batch["tokens"].size(1) :]}
+        """Complete a batch of equal-length prompts; returns the prompts and the new tokens (B, max_new_tokens)."""
+        prompt_tokens = batch["tokens"]
+        new_tokens = self.model.generate(prompt_tokens, **self.sampling_settings(), generator=self._predict_generator)
+        return {"prompts": batch["prompts"], "tokens": new_tokens[:, prompt_tokens.size(1) :]}
+
+    def sampling_settings(self) -> dict[str, Any]:
+        return {k: self.hparams[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p")}
+
+    def on_predict_start(self) -> None:
+        # Seeded from seed_everything, so --seed_everything makes predictions reproducible.
+        self._predict_generator = torch.Generator(device=self.device).manual_seed(torch.initial_seed())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.checkpoint_step = checkpoint["global_step"]
@@ -181,8 +194,10 @@ class NanoTricksterModule(pl.LightningModule):
         total_steps = self.trainer.max_steps
         if total_steps is None or total_steps <= 0:
             raise InvalidConfigError("set --trainer.max_steps: the learning-rate schedule decays over that many steps")
-        decay = [p for p in self.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.dim() < 2]
+        # By module type, not by p.dim(): FSDP flattens parameters into 1-D shards.
+        norm_weights = {id(p) for m in self.modules() if isinstance(m, torch.nn.RMSNorm) for p in m.parameters()}
+        decay = [p for p in self.parameters() if id(p) not in norm_weights]
+        no_decay = [p for p in self.parameters() if id(p) in norm_weights]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.learning_rate,

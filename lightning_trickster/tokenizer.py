@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+import codecs
+from typing import Callable, Literal, Union
 
 import torch
 
@@ -24,6 +25,11 @@ class ByteTokenizer:
     def decode(self, ids: Union[torch.Tensor, list[int]]) -> str:
         # A sample may stop in the middle of a multi-byte character.
         return bytes(torch.as_tensor(ids, dtype=torch.uint8).tolist()).decode("utf-8", errors="replace")
+
+    def incremental_decoder(self) -> Callable[[int], str]:
+        """Decode a stream one id at a time; a multi-byte character appears once all its bytes arrived."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return lambda token_id: decoder.decode(bytes([token_id]))
 
     def state_dict(self) -> dict:
         return {"name": self.name}
@@ -56,6 +62,9 @@ class CharTokenizer:
 
     def decode(self, ids: Union[torch.Tensor, list[int]]) -> str:
         return "".join(self.vocab[i] for i in torch.as_tensor(ids).tolist())
+
+    def incremental_decoder(self) -> Callable[[int], str]:
+        return self.vocab.__getitem__
 
     def state_dict(self) -> dict:
         return {"name": self.name, "vocab": self.vocab}

@@ -18,6 +18,8 @@ TINY_MODEL_ARGS = [
     "--trainer.accelerator", "cpu",
     "--trainer.enable_progress_bar", "false",
     "--trainer.enable_model_summary", "false",
+    "--sampling.prompts", '["Line"]',
+    "--sampling.max_new_tokens", "16",
 ]  # fmt: skip
 
 

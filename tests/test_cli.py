@@ -1,6 +1,7 @@
 """The command line, driven in-process: fit, checkpoints, TensorBoard events, resume, presets and errors."""
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -99,13 +100,53 @@ def test_sequence_length_is_set_once_by_the_model(small_corpus, tmp_path):
     assert checkpoint["datamodule_hyper_parameters"]["block_size"] == 16
 
 
-def test_predict_writes_completions_as_json_lines(small_corpus, tmp_path, capsys):
-    main(fit_args(small_corpus, tmp_path, max_steps=3))
-    args = fit_args(small_corpus, tmp_path)[1:]
-    main(["predict", *args[: args.index("--trainer.max_steps")], "--ckpt_path", "last",
-          "--data.prompts", '["Line 1", "the "]', "--model.max_new_tokens", "12"])  # fmt: skip
-    records = [json.loads(line) for line in (run_dir(tmp_path, 1) / "predictions.jsonl").read_text().splitlines()]
-    assert [r["prompt"] for r in records] == ["Line 1", "the "]
+def predict_args(root: Path, *extra: str) -> list[str]:
+    """A predict run that knows only the run directory: no corpus, model shape and vocabulary from the checkpoint."""
+    return ["predict", "--config", "cpu.yaml", "--trainer.default_root_dir", str(root),
+            "--trainer.enable_progress_bar", "false", "--ckpt_path", "last", *extra]  # fmt: skip
+
+
+def test_predict_writes_completions_as_json_lines_without_needing_the_corpus(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path / "run", max_steps=3))
+    small_corpus.unlink()
+    main(predict_args(tmp_path / "run", "--data.prompts", '["Line 1", "the ", "Line 2"]', "--model.max_new_tokens", "12"))
+    records = [json.loads(line) for line in (run_dir(tmp_path / "run", 1) / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(r["prompt"] for r in records) == ["Line 1", "Line 2", "the "]
     assert all(len(r["completion"]) == 12 for r in records)
+    # The command line beat the checkpoint's max_new_tokens (200); the rest came from the checkpoint.
+    assert records[0]["settings"] == {"max_new_tokens": 12, "temperature": 0.8, "top_k": None, "top_p": None}
     assert records[0]["step"] == 3 and os.path.basename(records[0]["checkpoint"]) == "last.ckpt"
     assert "Line 1" in capsys.readouterr().out
+
+
+def test_predict_is_reproducible_with_a_seed(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    completions = []
+    for seed in ("5", "5", "6"):
+        main(predict_args(tmp_path, "--data.prompts", '["Line"]', "--seed_everything", seed))
+        newest = max(tmp_path.glob("lightning_logs/version_*/predictions.jsonl"), key=lambda p: p.stat().st_mtime)
+        completions.append(json.loads(newest.read_text())["completion"])
+    assert completions[0] == completions[1] != completions[2]
+
+
+def test_prompt_with_characters_outside_the_vocabulary_is_a_one_line_error(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    with pytest.raises(SystemExit) as exit_info:
+        main(predict_args(tmp_path, "--data.prompts", '["Zebra§"]'))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: text contains characters outside the char vocabulary: 'Z§'") and "\n" not in err
+
+
+def test_fit_logs_the_random_baseline_and_text_samples(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, "--sampling.every_n_steps", "3"))
+    events = EventAccumulator(str(run_dir(tmp_path)))
+    events.Reload()
+    baseline = events.Scalars("baseline/val_loss_at_init")[0].value
+    vocab = len(set(small_corpus.read_text()))
+    assert events.Scalars("baseline/uniform_loss")[0].value == pytest.approx(math.log(vocab))
+    assert abs(baseline - math.log(vocab)) < 0.5
+    assert baseline > scalars(run_dir(tmp_path))["val/loss"][-1][1]  # training improved on the random model
+    samples = events.Tensors("samples/Line/text_summary")
+    assert [s.step for s in samples] == [0, 3, 6]
+    assert samples[-1].tensor_proto.string_val[0].decode().startswith("```\nLine")

@@ -90,7 +90,9 @@ def test_validation_scores_every_val_token_exactly_once(small_corpus):
 
 def test_missing_data_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not found: pass --data.path"):
-        ShakespeareDataModule(path=str(tmp_path / "nope.txt"))
+        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char")
+    with pytest.raises(DataError, match="not found: pass --data.path"):
+        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="byte").prepare_data()
 
 
 def test_corpus_shorter_than_one_window_is_a_clear_error(tmp_path):
@@ -119,9 +121,11 @@ def test_download_is_verified_and_then_reused(tmp_path, monkeypatch, shakespeare
 
     monkeypatch.setattr(data_module.urllib.request, "urlopen", fake_urlopen)
     data = ShakespeareDataModule(cache_dir=str(tmp_path))
+    assert calls == []  # nothing is downloaded before the data is needed
+    data.prepare_data()
     assert data.corpus_path == tmp_path / "input.txt"
     assert calls[0][0] == data_module.TINY_SHAKESPEARE_URL and calls[0][1] > 0
-    ShakespeareDataModule(cache_dir=str(tmp_path))
+    ShakespeareDataModule(cache_dir=str(tmp_path)).prepare_data()
     assert len(calls) == 1  # the cached, verified copy is reused
 
 
@@ -129,7 +133,7 @@ def test_corrupt_download_never_becomes_the_cached_file(tmp_path, monkeypatch):
     monkeypatch.setattr(data_module.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"truncated"))
     monkeypatch.setattr(data_module.time, "sleep", lambda seconds: None)
     with pytest.raises(DataError, match="md5 mismatch.*--data.path"):
-        ShakespeareDataModule(cache_dir=str(tmp_path))
+        ShakespeareDataModule(cache_dir=str(tmp_path)).prepare_data()
     assert list(Path(tmp_path).iterdir()) == []
 
 
@@ -140,4 +144,4 @@ def test_offline_without_a_local_copy_says_where_to_put_the_file(tmp_path, monke
     monkeypatch.setattr(data_module.urllib.request, "urlopen", offline)
     monkeypatch.setattr(data_module.time, "sleep", lambda seconds: None)
     with pytest.raises(DataError, match=f"save that file as {tmp_path / 'input.txt'} or pass --data.path"):
-        ShakespeareDataModule(cache_dir=str(tmp_path))
+        ShakespeareDataModule(cache_dir=str(tmp_path)).prepare_data()

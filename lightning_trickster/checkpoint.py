@@ -1,0 +1,72 @@
+"""Reading Lightning checkpoints safely, and loading one as a plain NanoTrickster for generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from lightning_trickster.errors import TricksterError
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
+from lightning_trickster.tokenizer import Tokenizer, tokenizer_from_state_dict
+
+DATAMODULE_KEY = "ShakespeareDataModule"
+"""Where Lightning stores the data module's state (the tokenizer) in a checkpoint: its class name."""
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint without running pickled code; a one-line error if it cannot be read."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for corrupt, truncated or foreign files
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise TricksterError(
+            f"checkpoint {path} could not be read ({reason}): pass a .ckpt file written by this project's fit"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise TricksterError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt file written by fit")
+    return checkpoint
+
+
+@dataclass
+class TrainedModel:
+    """A checkpoint ready for generation: the model in eval mode, its tokenizer and where it came from."""
+
+    model: NanoTrickster
+    tokenizer: Tokenizer
+    sampling: dict[str, Any]
+    step: int
+    val_loss: Optional[float]
+    path: Path
+
+
+def load_trained_model(path: Path) -> TrainedModel:
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters", {})
+    shape = {f.name: hparams[f.name] for f in fields(NanoTricksterConfig) if f.name in hparams}
+    model = NanoTrickster(NanoTricksterConfig(**shape))
+    weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise TricksterError(
+            f"checkpoint {path} does not match the model its hyper-parameters describe "
+            f"({str(err).splitlines()[1].strip()[:160]}): pass an unmodified checkpoint written by fit"
+        ) from None
+    tokenizer_state = checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer", {"name": "byte"})
+    scores = [
+        state["current_score"]
+        for name, state in checkpoint.get("callbacks", {}).items()
+        if name.startswith("ModelCheckpoint") and state.get("monitor") == "val/loss" and state.get("current_score")
+        is not None
+    ]
+    return TrainedModel(
+        model=model.eval(),
+        tokenizer=tokenizer_from_state_dict(tokenizer_state),
+        sampling={k: hparams.get(k) for k in ("max_new_tokens", "temperature", "top_k", "top_p")},
+        step=checkpoint.get("global_step", 0),
+        val_loss=float(scores[0]) if scores else None,
+        path=path,
+    )

@@ -1,0 +1,126 @@
+"""`complete`: a terminal REPL that loads a checkpoint once and continues whatever you type."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from lightning_trickster.checkpoint import TrainedModel, load_trained_model
+from lightning_trickster.errors import TricksterError
+from lightning_trickster.model import check_sampling_settings
+
+HELP = """Type or paste text (several lines are fine), then an empty line to complete it.
+Commands:
+  :temperature T     sampling temperature (0 = greedy)
+  :top_k K|none      sample among the K most likely tokens
+  :top_p P|none      sample from the smallest set holding probability P
+  :max_new_tokens N  length of each completion
+  :seed S            restart the random generator with seed S
+  :settings          show the current settings
+  :help              this text
+  :quit              leave (Ctrl-D does too; Ctrl-C stops a completion, or leaves at the prompt)"""
+
+SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
+
+
+def parse_args(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_trickster complete",
+        description="Load a checkpoint once and complete what you type, streaming the text as it is sampled.",
+    )
+    parser.add_argument("--ckpt_path", required=True, type=Path, help="a .ckpt written by fit")
+    parser.add_argument("--max_new_tokens", type=int, help="default: the checkpoint's setting")
+    parser.add_argument("--temperature", type=float, help="default: the checkpoint's setting (0 = greedy)")
+    parser.add_argument("--top_k", type=int, help="default: the checkpoint's setting")
+    parser.add_argument("--top_p", type=float, help="default: the checkpoint's setting")
+    parser.add_argument("--seed", type=int, default=1337)
+    return parser.parse_args(args)
+
+
+class CompletionSession:
+    def __init__(self, trained: TrainedModel, settings: dict[str, Any], seed: int) -> None:
+        self.trained = trained
+        self.settings = settings
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def read_prompt(self) -> Optional[str]:
+        """Lines up to an empty line; None at end of input."""
+        lines: list[str] = []
+        while True:
+            try:
+                line = input("... " if lines else ">>> ")
+            except EOFError:
+                return "\n".join(lines) if lines else None
+            if not line:
+                if lines:
+                    return "\n".join(lines)
+                continue
+            if not lines and line.startswith(":"):
+                return line
+            lines.append(line)
+
+    def run_command(self, command: str) -> bool:
+        """Apply a :command; False means quit."""
+        name, _, value = command[1:].partition(" ")
+        if name in ("quit", "exit", "q"):
+            return False
+        if name == "help":
+            print(HELP)
+        elif name == "settings":
+            print(", ".join(f"{k}={v}" for k, v in self.settings.items()))
+        elif name == "seed" and value.strip().lstrip("-").isdigit():
+            self.generator.manual_seed(int(value))
+        elif name in SETTING_TYPES:
+            self.change_setting(name, value.strip())
+        else:
+            print(f"unknown command {command!r}: type :help")
+        return True
+
+    def change_setting(self, name: str, value: str) -> None:
+        try:
+            parsed = None if value.lower() == "none" and name in ("top_k", "top_p") else SETTING_TYPES[name](value)
+            candidate = {**self.settings, name: parsed}
+            check_sampling_settings(**candidate, vocab_size=self.trained.model.config.vocab_size)
+        except (ValueError, TricksterError) as err:
+            print(f"error: {err}")
+            return
+        self.settings = candidate
+
+    def complete(self, prompt: str) -> None:
+        tokenizer = self.trained.tokenizer
+        try:
+            tokens = tokenizer.encode(prompt).unsqueeze(0)
+        except TricksterError as err:
+            print(f"error: {err}")
+            return
+        decode = tokenizer.incremental_decoder()
+        print(prompt, end="", flush=True)
+        try:
+            for token in self.trained.model.stream(tokens, **self.settings, generator=self.generator):
+                print(decode(int(token)), end="", flush=True)
+        except KeyboardInterrupt:
+            print(" [stopped]", end="")
+        print("\n")
+
+
+def main(args: list[str]) -> None:
+    options = parse_args(args)
+    trained = load_trained_model(options.ckpt_path)
+    settings = {k: getattr(options, k) if getattr(options, k) is not None else v for k, v in trained.sampling.items()}
+    check_sampling_settings(**settings, vocab_size=trained.model.config.vocab_size)
+    session = CompletionSession(trained, settings, options.seed)
+    val = f", val loss {trained.val_loss:.3f}" if trained.val_loss is not None else ""
+    print(f"{options.ckpt_path}: step {trained.step}{val}, {trained.tokenizer.name} tokenizer.")
+    print("Type text, then an empty line to complete it. :help lists commands; Ctrl-D quits.\n")
+    try:
+        while (prompt := session.read_prompt()) is not None:
+            if prompt.startswith(":"):
+                if not session.run_command(prompt):
+                    break
+            else:
+                session.complete(prompt)
+    except KeyboardInterrupt:
+        print()

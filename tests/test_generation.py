@@ -1,0 +1,103 @@
+"""KV-cache generation and sampling in the plain-torch model."""
+
+import pytest
+import torch
+
+from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.model import (
+    KVCache,
+    NanoTrickster,
+    NanoTricksterConfig,
+    check_sampling_settings,
+    sample_next_token,
+)
+
+CONFIG = NanoTricksterConfig(vocab_size=40, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=64, max_seq_len=24)
+
+
+@pytest.fixture
+def model() -> NanoTrickster:
+    torch.manual_seed(0)
+    return NanoTrickster(CONFIG).eval()
+
+
+def test_cached_decoding_gives_the_logits_of_a_full_forward(model):
+    tokens = torch.randint(0, 40, (2, 20))
+    full, _ = model(tokens)
+    cache = KVCache(2, 2, 4, 24, 8, model.embedding.weight)
+    prefill, _ = model(tokens[:, :8], cache=cache)
+    steps = [model(tokens[:, t : t + 1], cache=cache)[0] for t in range(8, 20)]
+    torch.testing.assert_close(torch.cat([prefill, *steps], dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_cached_equals_greedy_recomputation(model):
+    prompt = torch.randint(0, 40, (3, 5))
+    cached = model.generate(prompt, 19, temperature=0)  # fills the context exactly
+    uncached = model.generate(prompt, 19, temperature=0, use_cache=False)
+    assert cached.shape == (3, 24)
+    assert torch.equal(cached, uncached)
+
+
+def test_seeded_sampling_draws_the_same_tokens_with_and_without_cache(model):
+    prompt = torch.randint(0, 40, (2, 4))
+    for settings in (dict(temperature=1.0), dict(temperature=0.8, top_k=10), dict(temperature=1.2, top_p=0.9)):
+        cached = model.generate(prompt, 20, generator=torch.Generator().manual_seed(7), **settings)
+        uncached = model.generate(prompt, 20, generator=torch.Generator().manual_seed(7), use_cache=False, **settings)
+        assert torch.equal(cached, uncached), settings
+    other_seed = model.generate(prompt, 20, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(other_seed, model.generate(prompt, 20, generator=torch.Generator().manual_seed(7)))
+
+
+def test_a_batch_of_prompts_matches_each_prompt_alone(model):
+    prompts = torch.randint(0, 40, (3, 6))
+    together = model.generate(prompts, 10, temperature=0)
+    for row in range(3):
+        assert torch.equal(together[row : row + 1], model.generate(prompts[row : row + 1], 10, temperature=0))
+
+
+def test_generation_continues_past_the_context_window(model):
+    prompt = torch.randint(0, 40, (2, 30))  # already longer than max_seq_len=24
+    out = model.generate(prompt, 3 * CONFIG.max_seq_len, temperature=0.9, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 30 + 72)
+    assert torch.equal(out[:, :30], prompt)
+    assert out.max() < 40
+
+
+def test_after_the_window_slides_the_cache_matches_a_full_forward_of_the_kept_tokens(model):
+    prompt = torch.randint(0, 40, (1, 24))
+    out = model.generate(prompt, 5, temperature=0)
+    # The cache was full after the prompt, so it was re-filled from the newest 12 tokens for the first new token.
+    kept = out[:, 12:24]
+    assert out[0, 24] == model(kept)[0][0, -1].argmax()
+
+
+def test_sampling_settings_restrict_the_candidates():
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]]).repeat(2000, 1)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(sample_next_token(logits, temperature=0), torch.zeros(2000, 1, dtype=torch.long))
+    top2 = sample_next_token(logits, 1.0, top_k=2, generator=generator)
+    assert set(top2.unique().tolist()) == {0, 1}
+    # softmax([4, 3, 2, 1, 0]) = [0.64, 0.24, 0.09, 0.03, 0.01]: top_p 0.8 keeps the first two tokens.
+    nucleus = sample_next_token(logits, 1.0, top_p=0.8, generator=generator)
+    assert set(nucleus.unique().tolist()) == {0, 1}
+    everything = sample_next_token(logits, 1.0, generator=generator)
+    assert set(everything.unique().tolist()) == {0, 1, 2, 3, 4}
+    frequency_of_best = (everything == 0).float().mean().item()
+    assert frequency_of_best == pytest.approx(0.636, abs=0.04)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(max_new_tokens=-1), "max_new_tokens must be >= 0"),
+        (dict(temperature=-0.1), "temperature must be >= 0"),
+        (dict(top_k=0), "top_k must be between 1 and the vocabulary size 40"),
+        (dict(top_k=41), "top_k must be between 1 and the vocabulary size 40"),
+        (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+        (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+    ],
+)
+def test_out_of_range_sampling_settings_are_rejected(settings, message):
+    values = {"max_new_tokens": 10, "temperature": 1.0, "top_k": None, "top_p": None, **settings}
+    with pytest.raises(InvalidConfigError, match=message):
+        check_sampling_settings(**values, vocab_size=40)
