@@ -12,8 +12,14 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from tensorboard.plugins.text.summary_v2 import text_pb
 
 from lightning_trickster.errors import InvalidConfigError
+
+
+def accelerator_name(trainer: pl.Trainer) -> str:
+    """cpu, cuda, tt, ...: what runs the steps (a tt strategy keeps the host copy of the model on the CPU)."""
+    return type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
 
 
 class RunSummary(pl.Callback):
@@ -26,7 +32,7 @@ class RunSummary(pl.Callback):
         micro_batch = data.hparams.batch_size
         global_batch = micro_batch * trainer.accumulate_grad_batches * trainer.world_size
         lines = [
-            f"device: {trainer.strategy.root_device} x {trainer.world_size} ({trainer.precision} precision)",
+            f"device: {accelerator_name(trainer)} x {trainer.world_size} ({trainer.precision} precision)",
             f"model: {cfg.num_layers} layers, hidden {cfg.hidden_dim}, {cfg.num_heads} heads, mlp {cfg.mlp_dim}, "
             f"context {cfg.max_seq_len}, vocab {cfg.vocab_size}",
             f"parameters: {counts['total']:,} (embedding {counts['embedding']:,}, output {counts['output']:,}, "
@@ -41,6 +47,22 @@ class RunSummary(pl.Callback):
             f"steps: {trainer.max_steps:,}, logs in {trainer.log_dir}",
         ]
         rank_zero_info("\n".join(lines))
+
+
+def run_hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """What distinguishes one run from another: model and data settings, size and batch arithmetic."""
+    return {
+        "model": {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")},
+        "data": {k: v for k, v in trainer.datamodule.hparams.items() if not k.startswith("_") and k != "vocab"},
+        "parameters": pl_module.model.parameter_breakdown()["total"],
+        "trainer": {
+            "max_steps": trainer.max_steps,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "world_size": trainer.world_size,
+            "precision": trainer.precision,
+            "gradient_clip_val": trainer.gradient_clip_val,
+        },
+    }
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -117,14 +139,18 @@ class SampleText(pl.Callback):
         if trainer.global_step > 0 or not trainer.is_global_zero:
             return  # a resumed run already logged its baseline
         vocab_size = pl_module.model.config.vocab_size
-        baseline = {
-            "baseline/val_loss_at_init": self._full_split_loss(trainer, pl_module),
-            "baseline/uniform_loss": math.log(vocab_size),
-        }
+        val_loss_at_init = self._full_split_loss(trainer, pl_module)
+        baseline = {"baseline/val_loss_at_init": val_loss_at_init, "baseline/uniform_loss": math.log(vocab_size)}
+        hyperparameters = run_hyperparameters(trainer, pl_module)
         for logger in trainer.loggers:
-            logger.log_metrics(baseline, step=0)
+            if isinstance(logger, TensorBoardLogger):
+                # val/loss at step 0 is the untrained model's: it makes val/loss the HPARAMS tab's metric.
+                logger.log_hyperparams(hyperparameters, metrics={"val/loss": val_loss_at_init, **baseline}, step=0)
+            else:
+                logger.log_hyperparams(hyperparameters)
+                logger.log_metrics(baseline, step=0)
         rank_zero_info(
-            f"random baseline: val loss at init {baseline['baseline/val_loss_at_init']:.4f} "
+            f"random baseline: val loss at init {val_loss_at_init:.4f} "
             f"(uniform guessing over {vocab_size} tokens: ln({vocab_size}) = {baseline['baseline/uniform_loss']:.4f})"
         )
         self._sample(trainer, pl_module, prompts=self.prompts[:1])
@@ -156,6 +182,9 @@ class SampleText(pl.Callback):
         self._last_sampled_step = trainer.global_step
         if not trainer.is_global_zero or not self.max_new_tokens:
             return
+        copy_weights_to_host = getattr(trainer.strategy, "copy_weights_to_host", None)
+        if copy_weights_to_host is not None:  # an accelerator that trains its own copy of the weights (tt)
+            copy_weights_to_host()
         tokenizer = trainer.datamodule.tokenizer
         settings = {**pl_module.sampling_settings(), "max_new_tokens": self.max_new_tokens}
         generator = torch.Generator(device=pl_module.device).manual_seed(trainer.global_step)
@@ -170,5 +199,7 @@ class SampleText(pl.Callback):
                 if isinstance(logger, TensorBoardLogger):
                     # Markdown would swallow the line breaks of verse: log it as a code block.
                     tag = "samples/" + prompt.encode("unicode_escape").decode("ascii")
-                    logger.experiment.add_text(tag, f"```\n{text}\n```", trainer.global_step)
+                    # SummaryWriter.add_text would append "/text_summary" to the tag.
+                    summary = text_pb(tag, f"```\n{text}\n```")
+                    logger.experiment._get_file_writer().add_summary(summary, trainer.global_step)
         pl_module.train(was_training)

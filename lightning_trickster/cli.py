@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning_trickster.callbacks import PredictionWriter, RunSummary, SampleText
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.data import ShakespeareDataModule
-from lightning_trickster.errors import TricksterError
+from lightning_trickster.errors import HardwareError, TricksterError
 from lightning_trickster.model import NanoTricksterConfig
 from lightning_trickster.module import NanoTricksterModule
 
@@ -62,6 +62,16 @@ def preset_model_config(config: str, vocab_size: int) -> NanoTricksterConfig:
     return NanoTricksterConfig(**{"vocab_size": vocab_size, **shape})
 
 
+def default_logger(root: Path, resumed_run: Optional[Path]) -> dict[str, Any]:
+    """TensorBoard under root/lightning_logs/version_N. A resumed fit keeps logging into the run it resumed, so
+    its curves continue. The hyper-parameters are logged once the random baseline is known (see SampleText),
+    with val/loss as their metric, instead of Lightning's placeholder hp_metric."""
+    init_args: dict[str, Any] = {"save_dir": str(root), "default_hp_metric": False}
+    if resumed_run is not None:
+        init_args.update(name=resumed_run.parent.name, version=resumed_run.name)
+    return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init_args}
+
+
 def newest_last_checkpoint(root_dir: Path) -> Path:
     """The last.ckpt of the most recently written run under root_dir/lightning_logs."""
     candidates = list(root_dir.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
@@ -96,22 +106,32 @@ class TricksterCLI(LightningCLI):
         super().parse_arguments(parser, args)
         self._command_line = list(sys.argv[1:] if args is None else args)
         subcommand = self.config.get("subcommand")
-        if subcommand and self.config[subcommand].get("ckpt_path") == "last":
-            self._use_newest_last_checkpoint(self.config[subcommand], resume=subcommand == "fit")
-
-    @staticmethod
-    def _use_newest_last_checkpoint(config, resume: bool) -> None:
-        """Lightning's own "last" only looks inside the new run's directory; look across runs instead.
-        A resumed fit keeps logging into the resumed run's directory so its curves continue."""
+        if not subcommand:
+            return
+        config = self.config[subcommand]
         root = Path(config.trainer.default_root_dir or ".")
-        checkpoint = newest_last_checkpoint(root)
-        config.ckpt_path = str(checkpoint)
-        if resume and config.trainer.logger in (None, True):
-            run_dir = checkpoint.parent.parent
-            config.trainer.logger = {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": str(root), "name": run_dir.parent.name, "version": run_dir.name},
-            }
+        resumed_run: Optional[Path] = None
+        if config.get("ckpt_path") == "last":
+            # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
+            checkpoint = newest_last_checkpoint(root)
+            config.ckpt_path = str(checkpoint)
+            if subcommand == "fit":
+                resumed_run = checkpoint.parent.parent
+        if config.trainer.logger in (None, True):
+            config.trainer.logger = default_logger(root, resumed_run)
+
+
+    def before_instantiate_classes(self) -> None:
+        # The data module is built before the Trainer: report missing Tenstorrent software or hardware before a
+        # corpus download, not after.
+        config = self.config[self.config.subcommand]
+        if config.trainer.accelerator == "tt":
+            from lightning_tt import bridge
+
+            devices = config.trainer.devices
+            problem = bridge.setup_problem(devices_wanted=devices if isinstance(devices, int) else 1)
+            if problem:
+                raise HardwareError(problem)
 
     def _parse_ckpt_path(self) -> None:
         """Take the model's shape and settings from the checkpoint, and the char vocabulary it was trained
@@ -157,6 +177,8 @@ PROJECT_COMMANDS = {
     "stages": "lightning_trickster.stages:main",
     "complete": "lightning_trickster.complete:main",
     "bench-generation": "lightning_trickster.bench:generation_main",
+    "export": "lightning_trickster.export:main",
+    "plot": "lightning_trickster.plot:main",
 }
 
 

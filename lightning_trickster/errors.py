@@ -11,3 +11,7 @@ class InvalidConfigError(TricksterError, ValueError):
 
 class DataError(TricksterError):
     """The corpus is missing, unreadable or too small."""
+
+
+class HardwareError(TricksterError):
+    """The selected accelerator cannot run here: its software stack or its device is missing."""

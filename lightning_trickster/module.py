@@ -129,8 +129,8 @@ class NanoTricksterModule(pl.LightningModule):
         if isinstance(self.trainer.strategy, FSDPStrategy):  # each rank holds a shard of every gradient
             grad_norm = self.trainer.strategy.reduce(grad_norm.square(), reduce_op="sum").sqrt()
         now = time.perf_counter()
-        inputs_per_step = self.trainer.accumulate_grad_batches * self.trainer.world_size
-        tokens = (self.global_step + 1 - self._last_log_step) * inputs_per_step * self._tokens_per_micro_batch
+        tokens_per_step = self.trainer.accumulate_grad_batches * self.trainer.world_size * self._tokens_per_micro_batch
+        tokens = (self.global_step + 1 - self._last_log_step) * tokens_per_step
         # Averaged over processes (one all-reduce per logging step); the other values are the same on every rank.
         self.log("train/loss", self._step_loss_sum / micro_batches, prog_bar=True, sync_dist=True)
         self.log_dict(
@@ -141,6 +141,8 @@ class NanoTricksterModule(pl.LightningModule):
             },
             prog_bar=True,
         )
+        # Training tokens seen after this step (all processes): the x-axis of `plot`'s loss-vs-tokens panel.
+        self.log("train/tokens", float((self.global_step + 1) * tokens_per_step))
         self._last_log_time, self._last_log_step = now, self.global_step + 1
 
     def on_train_start(self) -> None:

@@ -1,0 +1,89 @@
+"""TTAccelerator: the `tt` accelerator. Finds chips through ttnn; the TT strategy opens and drives them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.accelerators import Accelerator
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from lightning_trickster.errors import HardwareError
+from lightning_tt import ACCELERATOR_NAME, bridge
+
+
+class TTAccelerator(Accelerator):
+    """Tenstorrent chips (Wormhole/Blackhole) driven by ttml. Needs ttnn, ttml and at least one chip."""
+
+    def __init__(self) -> None:
+        # Lightning builds the accelerator from its registered name before it checks is_available(): failing here
+        # gives the user the exact missing piece instead of Lightning's generic "not available" message.
+        problem = bridge.setup_problem()
+        if problem:
+            raise HardwareError(problem)
+        super().__init__()
+
+    def setup_device(self, device: torch.device) -> None:
+        """Nothing to do: the strategy opens the chip through ttml's AutoContext (it owns the device)."""
+
+    def teardown(self) -> None:
+        """Nothing to do: the strategy closes the chip."""
+
+    @staticmethod
+    def parse_devices(devices: int | str | list[int]) -> int:
+        """Number of chips requested by --trainer.devices (an int, a digit string, or a list of chip ids)."""
+        if isinstance(devices, (list, tuple)):
+            count = len(devices)
+        elif isinstance(devices, str) and devices.strip().isdigit():
+            count = int(devices)
+        elif isinstance(devices, int) and not isinstance(devices, bool):
+            count = devices
+        else:
+            raise MisconfigurationException(
+                f"--trainer.devices {devices!r} is not a chip count for accelerator 'tt': pass a positive integer"
+            )
+        if count < 1:
+            raise MisconfigurationException(
+                f"--trainer.devices {devices!r} selects no chip: pass a positive integer (1 for an n150)"
+            )
+        return count
+
+    @staticmethod
+    def get_parallel_devices(devices: int) -> list[int]:
+        """Chip ids 0..devices-1; one process drives them all."""
+        return list(range(devices))
+
+    @staticmethod
+    def auto_device_count() -> int:
+        ttnn = bridge.import_optional("ttnn")
+        return bridge.count_devices(ttnn)[0] if ttnn is not None else 0
+
+    @staticmethod
+    def is_available() -> bool:
+        """True when ttnn and ttml import and ttnn sees a chip. Never raises."""
+        try:
+            return bridge.setup_problem() is None
+        except Exception:  # noqa: BLE001 - availability probing must not fail
+            return False
+
+    @staticmethod
+    def name() -> str:
+        return ACCELERATOR_NAME
+
+    def get_device_stats(self, device: Any) -> dict[str, Any]:
+        """DRAM/L1 bytes allocated, free and total on the open chip (ttnn.get_memory_view); {} when none is open."""
+        import ttml
+        import ttnn
+
+        context = ttml.autograd.AutoContext.get_instance()
+        try:
+            mesh_device = context.get_device()
+        except RuntimeError:
+            return {}
+        return bridge.memory_stats(ttnn, mesh_device)
+
+    @classmethod
+    def register_accelerators(cls, accelerator_registry: Any) -> None:
+        accelerator_registry.register(
+            ACCELERATOR_NAME, cls, description="Tenstorrent chips through ttml (tt-train); see lightning_tt"
+        )

@@ -1,0 +1,64 @@
+"""TTPrecision: the numeric format of parameters and activations on the chip; the host module stays float32."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+import lightning.pytorch as pl
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
+
+from lightning_trickster.errors import InvalidConfigError
+
+TTPrecisionName = Literal["bf16-true", "32-true"]
+
+
+class TTPrecision(Precision):
+    """bf16-true: ttml's native bfloat16 parameters and math. 32-true: float32 tensors on the chip.
+
+    Backward and the parameter update run on the chip (the strategy does them), so this plugin never touches
+    host gradients: `backward` is not used, and gradient clipping is recorded here and applied on the chip.
+    """
+
+    def __init__(self, precision: TTPrecisionName = "bf16-true") -> None:
+        if precision not in get_args(TTPrecisionName):
+            raise InvalidConfigError(
+                f"--trainer.precision {precision!r} is not supported with accelerator 'tt': use one of "
+                f"{', '.join(get_args(TTPrecisionName))}"
+            )
+        self.precision = precision
+        self.requested_clip_norm: float | None = None
+        """Max gradient norm Lightning asked for in the current optimizer step; the strategy clips on the chip."""
+
+    def backward(self, tensor: Any, model: pl.LightningModule, optimizer: Any, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("TTPrecision.backward is not used: TTStrategy.backward runs the backward pass on the chip")
+
+    def clip_gradients(
+        self,
+        optimizer: Any,
+        clip_val: int | float = 0.0,
+        gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM,
+    ) -> None:
+        if clip_val <= 0:
+            return
+        if gradient_clip_algorithm != GradClipAlgorithmType.NORM:
+            raise InvalidConfigError(
+                f"--trainer.gradient_clip_algorithm {gradient_clip_algorithm.value!r} is not supported with "
+                "accelerator 'tt' (ttml clips by norm): use 'norm'"
+            )
+        self.requested_clip_norm = float(clip_val)
+
+    def optimizer_step(
+        self, optimizer: Any, model: pl.LightningModule, closure: Callable[[], Any], **kwargs: Any
+    ) -> Any:
+        def closure_then_release_host_grads() -> Any:
+            # Runs training_step + backward (on the chip) and the on_before_optimizer_step/clipping hooks.
+            result = self._wrap_closure(model, optimizer, closure)
+            # Host grads exist only on logging steps, for the hooks to read; the chip's optimizer does the update.
+            optimizer.zero_grad(set_to_none=True)
+            return result
+
+        # With no host gradient the host optimizer changes nothing, but its step is counted, which keeps
+        # Lightning's step counter and the LR scheduler's bookkeeping exactly as on CPU.
+        return optimizer.step(closure=closure_then_release_host_grads, **kwargs)

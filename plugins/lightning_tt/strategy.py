@@ -1,0 +1,365 @@
+"""TTStrategy: one Tenstorrent chip; the strategy owns forward, backward and the parameter update (IPU pattern).
+
+The LightningModule and its torch NanoTrickster stay on the host as the source of truth for hyper-parameters,
+logging, metrics and checkpoints. The strategy
+- opens the chip (ttml AutoContext) in setup_environment and builds a ttml twin from the host weights in setup;
+- runs the module's own *_step methods with `module.model.forward` routed to the twin, so the step code, its
+  metrics and logging are the CPU ones;
+- on backward runs the ttml backward; on the optimizer step clips on the chip, sets the LR the host scheduler
+  computed and steps ttml AdamW (one per host param group, same betas/eps/weight decay);
+- reads the loss (and the gradients, for train/grad_norm) back to the host only on logging steps;
+- copies chip weights into the host module before every checkpoint and at teardown, and closes the chip at
+  teardown, also after an exception.
+
+A mesh data-parallel subclass overrides `mesh_shape`, `_upload` (shard the batch) and `_after_backward`
+(average gradients across chips).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.plugins.precision import HalfPrecision, Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_trickster.errors import InvalidConfigError
+from lightning_tt import STRATEGY_NAME, bridge
+from lightning_tt.precision import TTPrecision
+
+
+class TTStrategy(SingleDeviceStrategy):
+    strategy_name = STRATEGY_NAME
+
+    def __init__(self, accelerator: Any = None, checkpoint_io: Any = None, precision_plugin: Any = None) -> None:
+        # The host mirror of the model (and every batch before upload) lives on the CPU.
+        super().__init__(device="cpu", accelerator=accelerator, checkpoint_io=checkpoint_io)
+        self.precision_plugin = precision_plugin or TTPrecision()
+        self.device_model: Any | None = None
+        """The ttml twin on the chip (lightning_tt.twin.NanoTricksterTT) once set up."""
+        self._ttml: Any = None
+        self._ttnn: Any = None
+        self._device_open = False
+        self._device_optimizers: list[tuple[dict[str, Any], Any]] = []
+        self._pending_loss: Any = None
+        self._backward_since_step = False
+        self._in_optimizer_step = False
+        self._sequence_cache: dict[int, np.ndarray] = {}
+
+    # Lightning hands every strategy the precision plugin built from --trainer.precision; map it onto the chip's.
+    @property
+    def precision_plugin(self) -> TTPrecision:
+        return self._precision_plugin
+
+    @precision_plugin.setter
+    def precision_plugin(self, plugin: Precision | None) -> None:
+        if plugin is None or isinstance(plugin, TTPrecision):
+            self._precision_plugin = plugin or TTPrecision()
+        elif type(plugin) is Precision:
+            self._precision_plugin = TTPrecision("32-true")
+        elif type(plugin) is HalfPrecision and plugin.precision == "bf16-true":
+            self._precision_plugin = TTPrecision("bf16-true")
+        else:
+            raise InvalidConfigError(
+                f"--trainer.precision {getattr(plugin, 'precision', type(plugin).__name__)!r} is not supported "
+                "with strategy 'tt': use bf16-true (ttml's native format) or 32-true"
+            )
+
+    @property
+    def mesh_shape(self) -> list[int]:
+        return [1, 1]
+
+    # ---------------------------------------------------------------- device lifetime
+    def setup_environment(self) -> None:
+        super().setup_environment()
+        import ttml
+        import ttnn
+
+        self._ttml, self._ttnn = ttml, ttnn
+        context = ttml.autograd.AutoContext.get_instance()
+        context.open_device(self.mesh_shape)
+        self._device_open = True
+        context.set_seed(torch.initial_seed() % 2**32)
+
+    def setup(self, trainer: Any) -> None:
+        super().setup(trainer)
+        network = self._network()
+        config = network.config
+        self._check_shapes(config)
+        if config.dropout > 0:
+            rank_zero_warn(
+                f"model.dropout={config.dropout}: on Tenstorrent only the residual-branch dropout is applied; "
+                "ttml's fused attention has no dropout on attention probabilities"
+            )
+        from lightning_tt.twin import NanoTricksterTT
+
+        dtype = bridge.ttnn_dtype(self._ttnn, self.precision_plugin.precision)
+        self.device_model = NanoTricksterTT(config, self._host_weights(), dtype)
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._build_device_optimizers()
+
+    def teardown(self) -> None:
+        try:
+            if self._device_open and self.device_model is not None:
+                self.copy_weights_to_host()
+        finally:
+            self._close_device()
+            super().teardown()
+
+    def _close_device(self) -> None:
+        if not self._device_open:
+            return
+        self.device_model, self._device_optimizers, self._pending_loss = None, [], None
+        self._sequence_cache.clear()
+        self._device_open = False
+        self._ttml.autograd.AutoContext.get_instance().close_device()
+
+    # ---------------------------------------------------------------- host <-> chip weights
+    def _network(self) -> torch.nn.Module:
+        network = getattr(self.lightning_module, "model", None)
+        if type(network).__name__ != "NanoTrickster":
+            raise InvalidConfigError(
+                f"strategy 'tt' runs NanoTrickster models; {type(self.lightning_module).__name__}.model is "
+                f"{type(network).__name__}: use --trainer.accelerator cpu/gpu for other models"
+            )
+        return network
+
+    @staticmethod
+    def _check_shapes(config: Any) -> None:
+        tile = bridge.TILE_SIZE
+        rules = {
+            "max_seq_len": config.max_seq_len % tile == 0,
+            "hidden_dim": config.hidden_dim % tile == 0,
+            "mlp_dim": config.mlp_dim % tile == 0,
+            "hidden_dim/num_heads": config.head_dim % tile == 0,
+        }
+        broken = [name for name, ok in rules.items() if not ok]
+        if broken:
+            raise InvalidConfigError(
+                f"on Tenstorrent {', '.join(broken)} must be multiples of {tile} (ttml works in 32x32 tiles; RoPE "
+                f"needs head_dim % 32 == 0): got max_seq_len={config.max_seq_len}, hidden_dim={config.hidden_dim}, "
+                f"mlp_dim={config.mlp_dim}, num_heads={config.num_heads}"
+            )
+
+    def _named_parameters(self) -> dict[str, torch.nn.Parameter]:
+        # torch dedups the tied output weight: it appears once, as embedding.weight.
+        return dict(self._network().named_parameters())
+
+    def _host_weights(self) -> dict[str, np.ndarray]:
+        return {name: p.detach().cpu().float().numpy() for name, p in self._named_parameters().items()}
+
+    def copy_weights_to_host(self) -> None:
+        """Chip weights -> the host module's parameters (a sync point)."""
+        params = self._named_parameters()
+        arrays = self.device_model.export_weights({name: tuple(p.shape) for name, p in params.items()})
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(torch.from_numpy(arrays[name]))
+
+    def copy_weights_to_device(self) -> None:
+        """Host module parameters -> the chip, in place (optimizer state on the chip is kept)."""
+        self.device_model.load_weights(self._host_weights())
+
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        if self.device_model is not None:
+            self.copy_weights_to_host()
+        return super().lightning_module_state_dict()
+
+    def load_model_state_dict(self, checkpoint: dict[str, Any], strict: bool = True) -> None:
+        super().load_model_state_dict(checkpoint, strict=strict)
+        if self.device_model is not None:
+            self.copy_weights_to_device()
+
+    # ---------------------------------------------------------------- optimizer on the chip
+    def _build_device_optimizers(self) -> None:
+        ttml, model = self._ttml, self.device_model
+        if len(self.optimizers) != 1:
+            raise InvalidConfigError(
+                f"strategy 'tt' supports one optimizer, configure_optimizers returned {len(self.optimizers)}"
+            )
+        host_optimizer = self.optimizers[0]
+        if not isinstance(host_optimizer, torch.optim.AdamW):
+            raise InvalidConfigError(
+                f"strategy 'tt' runs AdamW on the chip; configure_optimizers returned {type(host_optimizer).__name__}"
+            )
+        names = {id(p): name for name, p in self._named_parameters().items()}
+        all_params = model.parameters()
+        prefix = model.get_name()
+        self._device_optimizers = []
+        for group in host_optimizer.param_groups:
+            # ttml optimizers take a NamedParameters map (an opaque nanobind map type, not a dict).
+            subset = type(all_params)()
+            for param in group["params"]:
+                subset[f"{prefix}/{names[id(param)]}"] = model.tensors[names[id(param)]]
+            beta1, beta2 = group["betas"]
+            config = ttml.optimizers.AdamWConfig.make(
+                float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"])
+            )
+            self._device_optimizers.append((group, ttml.optimizers.AdamW(subset, config)))
+
+    def optimizer_step(self, optimizer: Any, closure: Any, model: Any = None, **kwargs: Any) -> Any:
+        self._in_optimizer_step = True
+        try:
+            result = super().optimizer_step(optimizer, closure, model, **kwargs)
+        finally:
+            self._in_optimizer_step = False
+        if self._backward_since_step:
+            self._step_device_optimizers()
+        return result
+
+    def _step_device_optimizers(self) -> None:
+        clip_norm, self.precision_plugin.requested_clip_norm = self.precision_plugin.requested_clip_norm, None
+        if clip_norm is not None:
+            self._ttml.core.clip_grad_norm(self.device_model.parameters(), clip_norm, 2.0, False)
+        for group, device_optimizer in self._device_optimizers:
+            device_optimizer.set_lr(float(group["lr"]))  # what the host LR scheduler set for this step
+            device_optimizer.step()
+        for _, device_optimizer in self._device_optimizers:
+            device_optimizer.zero_grad()
+        self._backward_since_step = False
+
+    # ---------------------------------------------------------------- steps
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        with self._network_on_device(training=True):
+            return super().training_step(*args, **kwargs)
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        with self._network_on_device(training=False):
+            return super().validation_step(*args, **kwargs)
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        with self._network_on_device(training=False):
+            return super().test_step(*args, **kwargs)
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        with self._network_on_device(training=False):
+            return super().predict_step(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _network_on_device(self, training: bool) -> Iterator[None]:
+        """Route the host network's forward to the chip for the duration of one step."""
+        network = self._network()
+        network.forward = self._train_forward if training else self._eval_forward
+        try:
+            yield
+        finally:
+            del network.forward  # back to the class's forward
+
+    def backward(self, closure_loss: torch.Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        module = self.lightning_module
+        self.pre_backward(closure_loss)
+        closure_loss = self.precision_plugin.pre_backward(closure_loss, module)  # on_before_backward hooks
+        loss, self._pending_loss = self._pending_loss, None
+        if loss is None:
+            raise RuntimeError("TTStrategy.backward: no device loss; the training step did not run on the chip")
+        accumulate = self.lightning_module.trainer.accumulate_grad_batches
+        if accumulate > 1:  # Lightning scales the host loss the same way
+            loss = self._ttml.ops.binary.mul(loss, 1.0 / accumulate)
+        loss.backward(False)
+        self._ttml.autograd.AutoContext.get_instance().reset_graph()
+        self._after_backward()
+        self._backward_since_step = True
+        if self._in_optimizer_step and self._is_logging_step():
+            self._copy_gradients_to_host()  # for on_before_optimizer_step (train/grad_norm), logging steps only
+        closure_loss = self.precision_plugin.post_backward(closure_loss, module)  # on_after_backward hooks
+        self.post_backward(closure_loss)
+        return closure_loss
+
+    def _after_backward(self) -> None:
+        """Hook for a mesh strategy: average gradients across chips here."""
+
+    def _is_logging_step(self) -> bool:
+        trainer = self.lightning_module.trainer
+        every = trainer.log_every_n_steps
+        return every > 0 and (trainer.global_step + 1) % every == 0
+
+    def _copy_gradients_to_host(self) -> None:
+        params = self._named_parameters()
+        grads = self.device_model.export_gradients({name: tuple(p.shape) for name, p in params.items()})
+        for name, grad in grads.items():
+            params[name].grad = torch.from_numpy(grad)
+
+    # ---------------------------------------------------------------- forwards on the chip
+    def _upload(self, array: np.ndarray, dtype: Any, layout: Any) -> Any:
+        """Host array -> ttml tensor on the chip (a mesh strategy shards the batch dimension here)."""
+        return self._ttml.autograd.Tensor.from_numpy(array, layout, dtype)
+
+    def _set_grad_mode(self, enabled: bool) -> None:
+        mode = self._ttml.autograd.GradMode.ENABLED if enabled else self._ttml.autograd.GradMode.DISABLED
+        self._ttml.autograd.AutoContext.get_instance().set_gradient_mode(mode)
+
+    def _train_forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: Any = None):
+        """Same contract as NanoTrickster.forward; returns (None, host loss). The loss is read back only on
+        logging steps; otherwise NaN stands in (Lightning does not read it, the module logs only then)."""
+        vocab = self._network().config.vocab_size
+        ttnn = self._ttnn
+        if targets is None or cache is not None:
+            raise RuntimeError("training on Tenstorrent needs (inputs, targets) batches and no KV cache")
+        if idx.shape[1] % bridge.TILE_SIZE:
+            raise InvalidConfigError(
+                f"training windows of {idx.shape[1]} tokens: on Tenstorrent the window (model.max_seq_len) must be "
+                f"a multiple of {bridge.TILE_SIZE}"
+            )
+        tokens = self._upload(bridge.tokens_layout(idx.numpy(), vocab), ttnn.DataType.UINT32, ttnn.Layout.ROW_MAJOR)
+        labels = self._upload(
+            bridge.targets_layout(targets.numpy(), vocab), ttnn.DataType.UINT32, ttnn.Layout.ROW_MAJOR
+        )
+        self._set_grad_mode(True)
+        self.device_model.train()
+        logits = self.device_model(tokens)
+        loss = self._ttml.ops.loss.cross_entropy_loss(logits, labels, reduce=self._ttml.ops.ReduceType.MEAN)
+        self._pending_loss = loss
+        if self._is_logging_step():
+            return None, torch.tensor(float(loss.get_value().item()))  # a sync point, logging steps only
+        return None, torch.tensor(math.nan)
+
+    def _eval_forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: Any = None):
+        """Same contract as NanoTrickster.forward, computed on the chip; returns host (logits, loss).
+
+        With a KVCache (generation) the chip recomputes the whole cached sequence each call, which gives the same
+        logits as cached attention; the cache object only keys the token history here.
+        """
+        config = self._network().config
+        if cache is not None:
+            history = self._sequence_cache.get(id(cache), idx.numpy()[:, :0])
+            sequence = np.concatenate([history, idx.numpy()], axis=1)
+            self._sequence_cache = {id(cache): sequence}  # generation re-creates the cache when the window slides
+            cache.length += idx.shape[1]
+        else:
+            sequence = idx.numpy()
+        if sequence.shape[1] > config.max_seq_len:
+            raise InvalidConfigError(
+                f"sequence of {sequence.shape[1]} tokens exceeds max_seq_len={config.max_seq_len}: "
+                "use shorter windows or a model with a larger max_seq_len"
+            )
+        padded, length = bridge.pad_time(sequence)
+        ttnn = self._ttnn
+        tokens = self._upload(
+            bridge.tokens_layout(padded, config.vocab_size), ttnn.DataType.UINT32, ttnn.Layout.ROW_MAJOR
+        )
+        self._set_grad_mode(False)
+        self.device_model.eval()
+        try:
+            logits = self.device_model(tokens).to_numpy(ttnn.DataType.FLOAT32)  # [B, 1, T_pad, V_pad]
+        finally:
+            self._ttml.autograd.AutoContext.get_instance().reset_graph()
+            self._set_grad_mode(True)
+        logits = torch.from_numpy(np.ascontiguousarray(logits[:, 0, :length, : config.vocab_size]))
+        logits = logits[:, -idx.shape[1] :]  # only the positions this call asked for
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return logits, loss
+
+    @classmethod
+    def register_strategies(cls, strategy_registry: Any) -> None:
+        strategy_registry.register(
+            cls.strategy_name, cls, description="One Tenstorrent chip through ttml; the strategy owns the step"
+        )

@@ -1,0 +1,74 @@
+"""ttml.optimizers double: AdamWConfig.make and AdamW (Python name "AdamW").
+
+Signatures mirror tt-train/sources/ttml/nanobind/nb_optimizers.cpp @ decdb8775347cb21653cc86f97e7d57b8d408f1a
+(AdamWConfig.make(lr, beta1, beta2, epsilon, weight_decay); AdamW(parameters: NamedParameters, config);
+OptimizerBase.zero_grad/step/get_lr/set_lr). The update mirrors tt-train/sources/ttml/optimizers/adamw.cpp @
+013b2173: decoupled weight decay, bias correction through running beta powers, parameters without a gradient
+skipped, zero_grad() sets existing gradients to zeros. BFLOAT16 parameters are re-rounded after each update.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .autograd import store
+from .modules import NamedParameters
+
+
+class AdamWConfig:
+    def __init__(self) -> None:
+        self.lr, self.beta1, self.beta2, self.epsilon, self.weight_decay = 1e-3, 0.9, 0.999, 1e-8, 0.01
+
+    @staticmethod
+    def make(lr: float, beta1: float, beta2: float, epsilon: float, weight_decay: float) -> AdamWConfig:
+        config = AdamWConfig()
+        for name, value in zip(
+            ("lr", "beta1", "beta2", "epsilon", "weight_decay"), (lr, beta1, beta2, epsilon, weight_decay), strict=True
+        ):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"AdamWConfig.make(): {name} must be a float")
+            setattr(config, name, float(value))
+        return config
+
+
+class AdamW:
+    def __init__(self, parameters: NamedParameters, config: AdamWConfig) -> None:
+        if not isinstance(parameters, NamedParameters) or not isinstance(config, AdamWConfig):
+            raise TypeError("AdamW.__init__(): incompatible function arguments (NamedParameters, AdamWConfig)")
+        self._parameters = dict(parameters.items())
+        self._config = config
+        self._exp_avg = {n: torch.zeros_like(t._value) for n, t in self._parameters.items() if t.get_requires_grad()}
+        self._exp_avg_sq = {n: torch.zeros_like(t._value) for n, t in self._parameters.items() if t.get_requires_grad()}
+        self._steps = 0
+        self._beta1_pow = 1.0
+        self._beta2_pow = 1.0
+
+    def zero_grad(self) -> None:
+        for tensor in self._parameters.values():
+            if tensor.get_requires_grad() and tensor.is_grad_initialized():
+                tensor._value.grad.zero_()
+
+    def step(self) -> None:
+        cfg = self._config
+        self._steps += 1
+        self._beta1_pow *= cfg.beta1
+        self._beta2_pow *= cfg.beta2
+        with torch.no_grad():
+            for name, tensor in self._parameters.items():
+                if not tensor.is_grad_initialized():
+                    continue
+                param, grad = tensor._value, tensor._value.grad
+                param.mul_(1.0 - cfg.lr * cfg.weight_decay)
+                self._exp_avg[name].mul_(cfg.beta1).add_(grad, alpha=1.0 - cfg.beta1)
+                self._exp_avg_sq[name].mul_(cfg.beta2).addcmul_(grad, grad, value=1.0 - cfg.beta2)
+                denom = (self._exp_avg_sq[name] / (1.0 - self._beta2_pow)).sqrt().add_(cfg.epsilon)
+                param.addcdiv_(self._exp_avg[name], denom, value=-cfg.lr / (1.0 - self._beta1_pow))
+                param.copy_(store(param, tensor.dtype()))
+
+    def get_lr(self) -> float:
+        return self._config.lr
+
+    def set_lr(self, lr: float) -> None:
+        if not isinstance(lr, float):
+            raise TypeError("set_lr(): incompatible function arguments (lr: float)")
+        self._config.lr = lr
