@@ -30,9 +30,23 @@ class RunSummary(pl.Callback):
         cfg = pl_module.model.config
         data = trainer.datamodule
         micro_batch = data.hparams.batch_size
-        global_batch = micro_batch * trainer.accumulate_grad_batches * trainer.world_size
+        accumulation = trainer.accumulate_grad_batches
+        chips = getattr(trainer.strategy, "data_parallel_size", None)  # tt_ddp: one process drives a mesh
+        if chips:
+            global_batch = micro_batch * accumulation
+            batch_line = (
+                f"batch: {micro_batch} windows per micro-batch = {micro_batch // chips} per chip x {chips} chips "
+                f"(one process) x {accumulation} accumulation = {global_batch} windows = "
+                f"{global_batch * cfg.max_seq_len:,} tokens per optimizer step"
+            )
+        else:
+            global_batch = micro_batch * accumulation * trainer.world_size
+            batch_line = (
+                f"batch: {micro_batch} windows per device x {accumulation} accumulation x {trainer.world_size} "
+                f"devices = {global_batch} windows = {global_batch * cfg.max_seq_len:,} tokens per optimizer step"
+            )
         lines = [
-            f"device: {accelerator_name(trainer)} x {trainer.world_size} ({trainer.precision} precision)",
+            f"device: {accelerator_name(trainer)} x {chips or trainer.world_size} ({trainer.precision} precision)",
             f"model: {cfg.num_layers} layers, hidden {cfg.hidden_dim}, {cfg.num_heads} heads, mlp {cfg.mlp_dim}, "
             f"context {cfg.max_seq_len}, vocab {cfg.vocab_size}",
             f"parameters: {counts['total']:,} (embedding {counts['embedding']:,}, output {counts['output']:,}, "
@@ -41,9 +55,7 @@ class RunSummary(pl.Callback):
             f"{counts['final_norm']:,})",
             f"data: {data.corpus_path} ({data.tokenizer.name} tokenizer), train {len(data.train_tokens):,} / "
             f"val {len(data.val_tokens):,} tokens",
-            f"batch: {micro_batch} windows per device x {trainer.accumulate_grad_batches} accumulation x "
-            f"{trainer.world_size} devices = {global_batch} windows = {global_batch * cfg.max_seq_len:,} tokens "
-            f"per optimizer step",
+            batch_line,
             f"steps: {trainer.max_steps:,}, logs in {trainer.log_dir}",
         ]
         rank_zero_info("\n".join(lines))

@@ -170,6 +170,36 @@ def shard_rows(batch: np.ndarray, num_shards: int) -> list[np.ndarray]:
     return np.split(batch, num_shards, axis=0)
 
 
+DATA_PARALLEL_AXIS = 1
+"""The mesh axis the batch is split along: the columns of a one-row [1, N] mesh (N300 [1, 2], T3K [1, 8],
+Galaxy [1, 32]); ttml's enable_fabric picks its 1x8 / 1x32 mesh graph descriptors for these."""
+
+
+def check_mesh_shape(mesh_shape: Any) -> list[int]:
+    """A data-parallel mesh shape [1, N] as a list of ints, or a ValueError naming the fix."""
+    shape = list(mesh_shape) if isinstance(mesh_shape, (list, tuple)) else None
+    if (
+        shape is None
+        or len(shape) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
+        or shape[0] != 1
+        or shape[1] < 1
+    ):
+        raise ValueError(
+            f"mesh_shape {mesh_shape!r} is not a one-row mesh [1, N]: strategy 'tt_ddp' splits the batch over the "
+            "chips of one row; use [1, 2] (N300), [1, 8] (T3K/LoudBox) or [1, 32] (Galaxy)"
+        )
+    return shape
+
+
+def pad_rows(array: np.ndarray, multiple: int) -> np.ndarray:
+    """Append zero rows until dim 0 is a multiple of `multiple` (filler an evaluation crops off again)."""
+    missing = -array.shape[0] % multiple
+    if not missing:
+        return array
+    return np.concatenate([array, np.zeros((missing, *array.shape[1:]), dtype=array.dtype)])
+
+
 def ttnn_dtype(ttnn: Any, precision: str) -> Any:
     """The ttnn.DataType for a Lightning precision string ('bf16-true' or '32-true')."""
     if precision not in PRECISION_TO_DTYPE:

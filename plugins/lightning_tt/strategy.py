@@ -11,8 +11,9 @@ logging, metrics and checkpoints. The strategy
 - copies chip weights into the host module before every checkpoint and at teardown, and closes the chip at
   teardown, also after an exception.
 
-A mesh data-parallel subclass overrides `mesh_shape`, `_upload` (shard the batch) and `_after_backward`
-(average gradients across chips).
+The mesh data-parallel subclass (lightning_tt.mesh.TTMeshStrategy, "tt_ddp") overrides the hooks `mesh_shape`,
+`_before_open_device` (fabric), `_after_open_device` (mappers), `_upload` (shard the batch), `_pad_rows`,
+`_download` and `_loss_to_host` (compose the chips' shards) and `_after_backward` (average gradients across chips).
 """
 
 from __future__ import annotations
@@ -84,9 +85,17 @@ class TTStrategy(SingleDeviceStrategy):
 
         self._ttml, self._ttnn = ttml, ttnn
         context = ttml.autograd.AutoContext.get_instance()
+        self._before_open_device()
         context.open_device(self.mesh_shape)
         self._device_open = True
+        self._after_open_device(context.get_device())
         context.set_seed(torch.initial_seed() % 2**32)
+
+    def _before_open_device(self) -> None:
+        """Hook: what must happen before the chips open (a mesh enables the fabric here)."""
+
+    def _after_open_device(self, mesh_device: Any) -> None:
+        """Hook: what needs the open device (a mesh builds its batch mapper and composer here)."""
 
     def setup(self, trainer: Any) -> None:
         super().setup(trainer)
@@ -317,8 +326,19 @@ class TTStrategy(SingleDeviceStrategy):
         loss = self._ttml.ops.loss.cross_entropy_loss(logits, labels, reduce=self._ttml.ops.ReduceType.MEAN)
         self._pending_loss = loss
         if self._is_logging_step():
-            return None, torch.tensor(float(loss.get_value().item()))  # a sync point, logging steps only
+            return None, torch.tensor(self._loss_to_host(loss))  # a sync point, logging steps only
         return None, torch.tensor(math.nan)
+
+    def _loss_to_host(self, loss: Any) -> float:
+        return float(loss.get_value().item())
+
+    def _pad_rows(self, array: np.ndarray) -> np.ndarray:
+        """Hook: evaluation batches a mesh cannot split evenly get filler rows here (cropped after)."""
+        return array
+
+    def _download(self, tensor: Any) -> np.ndarray:
+        """Chip tensor -> host float32 array (a mesh concatenates the chips' shards)."""
+        return tensor.to_numpy(self._ttnn.DataType.FLOAT32)
 
     def _eval_forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: Any = None):
         """Same contract as NanoTrickster.forward, computed on the chip; returns host (logits, loss).
@@ -340,14 +360,14 @@ class TTStrategy(SingleDeviceStrategy):
                 "use shorter windows or a model with a larger max_seq_len"
             )
         padded, length = bridge.pad_time(sequence)
+        rows = padded.shape[0]
         ttnn = self._ttnn
-        tokens = self._upload(
-            bridge.tokens_layout(padded, config.vocab_size), ttnn.DataType.UINT32, ttnn.Layout.ROW_MAJOR
-        )
+        token_ids = bridge.tokens_layout(self._pad_rows(padded), config.vocab_size)
+        tokens = self._upload(token_ids, ttnn.DataType.UINT32, ttnn.Layout.ROW_MAJOR)
         self._set_grad_mode(False)
         self.device_model.eval()
         try:
-            logits = self.device_model(tokens).to_numpy(ttnn.DataType.FLOAT32)  # [B, 1, T_pad, V_pad]
+            logits = self._download(self.device_model(tokens))[:rows]  # [B, 1, T_pad, V_pad]
         finally:
             self._ttml.autograd.AutoContext.get_instance().reset_graph()
             self._set_grad_mode(True)

@@ -45,6 +45,9 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
         self._vocab_bias = self._constant(bridge.vocab_pad_bias(config.vocab_size, self.padded_vocab))
         self._rope: dict[int, Any] = {}
         self._masks: dict[int, Any] = {}
+        self.replica_composer: Any = None
+        """On a mesh every chip holds a copy of each weight: a composer concatenating the copies on dim 0, of
+        which reads keep chip 0's. None on one chip."""
 
     def _device_layout(self, name: str, array: np.ndarray) -> np.ndarray:
         if array.ndim == 1:
@@ -67,9 +70,13 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
     def export_weights(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
         """Chip weights as torch-shaped float32 arrays (exact: bfloat16 values are representable in float32)."""
         return {
-            name: bridge.from_device_layout(self.tensors[name].to_numpy(ttnn.DataType.FLOAT32), shape)
-            for name, shape in shapes.items()
+            name: bridge.from_device_layout(self._read(self.tensors[name]), shape) for name, shape in shapes.items()
         }
+
+    def _read(self, tensor: Any) -> np.ndarray:
+        if self.replica_composer is None:
+            return tensor.to_numpy(ttnn.DataType.FLOAT32)
+        return tensor.to_numpy(ttnn.DataType.FLOAT32, self.replica_composer)[:1]
 
     def export_gradients(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
         """Gradients accumulated on the chip, torch-shaped; parameters without a gradient are left out."""
@@ -77,7 +84,7 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
         for name, shape in shapes.items():
             grad = self.tensors[name].get_grad_tensor()
             if grad is not None:
-                grads[name] = bridge.from_device_layout(grad.to_numpy(ttnn.DataType.FLOAT32), shape)
+                grads[name] = bridge.from_device_layout(self._read(grad), shape)
         return grads
 
     def _rope_params(self, seq_len: int) -> Any:

@@ -5,7 +5,10 @@ Mirrors tt-train/sources/ttml/nanobind/nb_autograd.cpp @ 2e722865e62806b7cb8f416
 get_value(precision=HALF), assign(other), backward(retain_graph), get_grad_tensor(), set/get_requires_grad,
 is_grad_initialized, shape(), dtype(); AutoContext.get_instance(), open_device(mesh_shape=None, device_ids=None)
 with a 2-entry list, close_device(), get_device(), set_seed(seed), get_seed(), reset_graph(),
-set_gradient_mode(mode)). Every device tensor is created on the context's device, so creating one while no device
+set_gradient_mode(mode)); the mapper/composer arguments follow nb_autograd.cpp @ 2e72286 and
+tt-train/sources/ttml/nanobind/nb_util.cpp @ 28fa47762d3f8bed76e3b805b74576f8899fa576 (no mapper: the value is
+put on every chip of the mesh; a mapper distributes it; to_numpy composes shards only through a composer). Every
+device tensor is created on the context's device, so creating one while no device
 is open fails, as in the real make_metal_tensor (tt-train/sources/ttml/nanobind/nb_util.cpp).
 """
 
@@ -30,13 +33,19 @@ class PreferredPrecision(enum.Enum):
 
 
 class MeshDevice:
-    """Stands in for ttnn.MeshDevice returned by AutoContext.get_device()."""
+    """Stands in for ttnn.MeshDevice returned by AutoContext.get_device(): a [rows, cols] grid of chips, numbered
+    row-major (ttnn's MeshDevice.get_num_devices() is rows * cols)."""
 
-    def __init__(self, shape: tuple[int, int], device_ids: list[int]) -> None:
+    def __init__(self, shape: tuple[int, int], device_ids: list[int], fabric_enabled: bool) -> None:
         self.shape = shape
         self.device_ids = device_ids
+        self.fabric_enabled = fabric_enabled
+        """Whether ttml.core.distributed.enable_fabric ran before this mesh opened (CCLs need it)."""
         self.closed = False
         self.allocated_bytes = 0
+
+    def get_num_devices(self) -> int:
+        return self.shape[0] * self.shape[1]
 
 
 class AutoContext:
@@ -50,6 +59,10 @@ class AutoContext:
         """Bumped by reset_graph(); a tensor from an older graph can no longer run backward."""
         self.open_count = 0
         self.close_count = 0
+        self.fabric_config: str | None = None
+        """Set by ttml.core.distributed.enable_fabric (tt_fabric::SetFabricConfig); read when a mesh opens."""
+        self.events: list[str] = []
+        """'enable_fabric' / 'open_device' / 'close_device' in call order, for tests of the setup order."""
 
     @staticmethod
     def get_instance() -> AutoContext:
@@ -70,19 +83,26 @@ class AutoContext:
         available = ttnn.GetNumAvailableDevices()  # raises without chips, like the real device open
         if chips > available:
             raise RuntimeError(f"open_device: mesh {shape} needs {chips} chips, {available} available")
-        self._device = MeshDevice(shape, list(device_ids or range(chips)))
+        self._device = MeshDevice(shape, list(device_ids or range(chips)), self.fabric_config is not None)
         self.open_count += 1
+        self.events.append("open_device")
 
     def close_device(self) -> None:
         if self._device is not None:
             self._device.closed = True
             self.close_count += 1
+            self.events.append("close_device")
         self._device = None
 
     def get_device(self) -> MeshDevice:
         if self._device is None:
             raise RuntimeError("Device not initialized: call open_device() first")
         return self._device
+
+    def is_parallelism_context_initialized(self) -> bool:
+        """False: the double does not model initialize_parallelism_context (DistributedConfig), so the
+        one-argument synchronize_gradients returns early, as the real one does without it."""
+        return False
 
     def set_seed(self, seed: int) -> None:
         if not 0 <= int(seed) < 2**32:
@@ -117,18 +137,38 @@ def store(value: torch.Tensor, dtype: ttnn.DataType) -> torch.Tensor:
     raise RuntimeError(f"the ttml double does not model dtype {dtype}")
 
 
-class Tensor:
-    """ttml.autograd.Tensor: a value on the chip, its gradient and its place in the autograd graph."""
+def _read_needs_composer() -> RuntimeError:
+    # What real ttnn 0.81.1 raises when a tensor distributed over several chips is read as one (verified on host
+    # tensors with 2 shards: Tensor.item() and Tensor.to_numpy() without a composer).
+    return RuntimeError(
+        "TT_FATAL @ /project/tt_metal/impl/tensor/tensor_apis.cpp:618: buffers.size() == 1\ninfo:\n"
+        "Can't convert a tensor distributed on a multi-device mesh to row-major logical tensor. Supply a mesh "
+        "composer to concatenate multi-device shards."
+    )
 
-    def __init__(self, value: torch.Tensor, dtype: ttnn.DataType, layout: ttnn.Layout, requires_grad: bool = True):
-        _ctx().get_device()  # device tensors need an open device
+
+class Tensor:
+    """ttml.autograd.Tensor: a value on the chips of the open mesh, its gradients and its place in the graph.
+
+    It holds one torch tensor per chip (row-major chip order): a replicated tensor holds equal copies, a sharded one
+    the chip's slice. Each op runs chip by chip, so per-chip values (losses, gradients) stay apart until a
+    collective (synchronize_gradients) or a composer (to_numpy(composer=...)) combines them, as on the hardware.
+    """
+
+    def __init__(
+        self, shards: list[torch.Tensor], dtype: ttnn.DataType, layout: ttnn.Layout, requires_grad: bool = True
+    ):
+        chips = _ctx().get_device().get_num_devices()  # device tensors need an open device
+        if len(shards) != chips:
+            raise RuntimeError(f"a tensor on a {chips}-chip mesh needs {chips} shards, got {len(shards)}")
         self._dtype = dtype
         self._layout = layout
         self._generation = _ctx().graph_generation
         self._requires_grad = requires_grad and dtype != ttnn.DataType.UINT32
-        self._value = value
-        if self._requires_grad and not value.requires_grad and value.is_leaf:
-            self._value = value.detach().requires_grad_(True)
+        self._shards = [
+            s.detach().requires_grad_(True) if self._requires_grad and not s.requires_grad and s.is_leaf else s
+            for s in shards
+        ]
 
     # -- construction and host transfer
     @staticmethod
@@ -137,8 +177,6 @@ class Tensor:
             raise TypeError(f"from_numpy(): incompatible function arguments: numpy_tensor is {type(numpy_tensor)}")
         if not isinstance(layout, ttnn.Layout) or (new_type is not None and not isinstance(new_type, ttnn.DataType)):
             raise TypeError("from_numpy(): layout must be ttnn.Layout and new_type a ttnn.DataType or None")
-        if mapper is not None:
-            raise NotImplementedError("the ttml double models one chip: pass mapper=None")
         if numpy_tensor.dtype == np.uint32:
             native = ttnn.DataType.UINT32
         elif numpy_tensor.dtype == np.float32:
@@ -156,66 +194,77 @@ class Tensor:
         value = torch.from_numpy(
             np.array(numpy_tensor, dtype=np.int64 if native == ttnn.DataType.UINT32 else np.float32)
         )
-        return Tensor(store(value, dtype), dtype, layout, requires_grad=True)
+        chips = _ctx().get_device().get_num_devices()
+        # nb_util.cpp: without a mapper Tensor::from_span(..., device) puts the same value on every chip.
+        shards = [value.clone() for _ in range(chips)] if mapper is None else mapper.distribute(value, chips)
+        return Tensor([store(s, dtype) for s in shards], dtype, layout, requires_grad=True)
 
     def to_numpy(self, new_type: Any = None, composer: Any = None) -> np.ndarray:
-        if composer is not None:
-            raise NotImplementedError("the ttml double models one chip: pass composer=None")
         target = new_type or self._dtype
         if target == ttnn.DataType.BFLOAT16:
             raise NotImplementedError("the double returns float data as FLOAT32 only: pass new_type=FLOAT32")
+        if composer is not None:
+            value = composer.compose([s.detach() for s in self._shards])
+        elif len(self._shards) == 1:
+            value = self._shards[0].detach()
+        else:
+            raise _read_needs_composer()
         if target == ttnn.DataType.UINT32:
-            return self._value.detach().numpy().astype(np.uint32)
-        return self._value.detach().to(torch.float32).numpy().copy()
+            return value.numpy().astype(np.uint32)
+        return value.to(torch.float32).numpy().copy()
 
     def get_value(self, precision: PreferredPrecision = PreferredPrecision.HALF) -> ttnn.Tensor:
-        return ttnn.Tensor(self._value.detach(), self._dtype)
+        return ttnn.Tensor([s.detach() for s in self._shards], self._dtype)
 
     def assign(self, other: Tensor) -> None:
-        if other.shape() != self.shape() or other._dtype != self._dtype:
+        if other.shape() != self.shape() or other._dtype != self._dtype or len(other._shards) != len(self._shards):
             raise RuntimeError(f"assign: {other.shape()} {other._dtype} into {self.shape()} {self._dtype}")
         with torch.no_grad():
-            self._value.copy_(other._value)
+            for mine, theirs in zip(self._shards, other._shards, strict=True):
+                mine.copy_(theirs)
 
     def shape(self) -> list[int]:
-        return list(self._value.shape)
+        """The per-chip shape, as ttml's Tensor.shape() reports it for a distributed tensor."""
+        return list(self._shards[0].shape)
 
     def dtype(self) -> ttnn.DataType:
         return self._dtype
 
     def get_rank(self) -> int:
-        return self._value.dim()
+        return self._shards[0].dim()
 
     # -- gradients
     def set_requires_grad(self, requires_grad: bool) -> None:
         self._requires_grad = bool(requires_grad)
-        if not requires_grad and self._value.is_leaf:
-            self._value = self._value.detach()
+        if not requires_grad:
+            self._shards = [s.detach() if s.is_leaf else s for s in self._shards]
 
     def get_requires_grad(self) -> bool:
         return self._requires_grad
 
     def is_grad_initialized(self) -> bool:
-        return self._value.grad is not None
+        return self._shards[0].grad is not None
 
     def get_grad_tensor(self) -> Tensor | None:
-        if self._value.grad is None:
+        if self._shards[0].grad is None:
             return None
-        return Tensor(self._value.grad.detach().clone(), self._dtype, self._layout, requires_grad=False)
+        grads = [s.grad.detach().clone() for s in self._shards]
+        return Tensor(grads, self._dtype, self._layout, requires_grad=False)
 
     def backward(self, retain_graph: bool) -> None:
+        """Each chip back-propagates its own value (e.g. the loss of its shard) into its own parameter copy."""
         if self._generation != _ctx().graph_generation:
             raise RuntimeError("backward() on a tensor whose graph was reset (reset_graph ran after its forward)")
-        if self._value.numel() != 1:
+        if self._shards[0].numel() != 1:
             raise RuntimeError(f"backward() of a non-scalar tensor {self.shape()}")
-        if not self._value.requires_grad:
+        if not self._shards[0].requires_grad:
             raise RuntimeError("backward() of a tensor built with gradients disabled")
-        self._value.backward(retain_graph=retain_graph)
+        torch.autograd.backward(self._shards, retain_graph=retain_graph)
 
 
-def from_op(result: torch.Tensor, like: Tensor) -> Tensor:
-    """An op's output tensor, in the graph when gradients are enabled (ttml's GradMode)."""
-    return Tensor(result, like._dtype, ttnn.Layout.TILE, requires_grad=result.requires_grad)
+def from_op(results: list[torch.Tensor], like: Tensor) -> Tensor:
+    """An op's output tensor (one result per chip), in the graph when gradients are enabled (ttml's GradMode)."""
+    return Tensor(results, like._dtype, ttnn.Layout.TILE, requires_grad=results[0].requires_grad)
 
 
 def grad_enabled() -> bool:

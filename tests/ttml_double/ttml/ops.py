@@ -53,11 +53,18 @@ def _tensor(x: Any, what: str) -> Tensor:
 
 
 def _run(fn, *inputs: Tensor) -> Tensor:
+    """Runs fn on each chip with that chip's shards of the inputs."""
+    chips = len(inputs[0]._shards)
+    _check(all(len(t._shards) == chips for t in inputs), "op inputs live on different meshes")
+
+    def per_chip() -> list[torch.Tensor]:
+        return [fn(*(t._shards[chip] for t in inputs)) for chip in range(chips)]
+
     if grad_enabled():
-        result = fn(*(t._value for t in inputs))
+        result = per_chip()
     else:
         with torch.no_grad():
-            result = fn(*(t._value for t in inputs))
+            result = per_chip()
     float_inputs = [t for t in inputs if t._dtype != ttnn.DataType.UINT32]
     return from_op(result, float_inputs[0] if float_inputs else inputs[-1])
 
@@ -75,7 +82,7 @@ def _embedding(tensor: Tensor, weight: Tensor) -> Tensor:
         wshape[2] % TILE == 0 and wshape[3] % TILE == 0 and shape[3] % TILE == 0,
         f"embedding: vocab, embedding dim and sequence length must be multiples of 32, got {wshape}, T={shape[3]}",
     )
-    _check(int(tensor._value.max()) < wshape[2], "embedding: token id out of range")
+    _check(max(int(s.max()) for s in tensor._shards) < wshape[2], "embedding: token id out of range")
     return _run(lambda ids, w: w[0, 0][ids[:, 0, 0, :]].unsqueeze(1), tensor, weight)
 
 
@@ -216,7 +223,7 @@ def _cross_entropy_loss(prediction: Tensor, target: Tensor, reduce: ReduceType =
         target.dtype() == ttnn.DataType.UINT32 and tshape == [shape[0], shape[2]],
         f"cross_entropy_loss: target must be UINT32 (B, T) = {[shape[0], shape[2]]}, got {target.dtype()} {tshape}",
     )
-    _check(int(target._value.max()) < shape[3], "cross_entropy_loss: target id out of range")
+    _check(max(int(s.max()) for s in target._shards) < shape[3], "cross_entropy_loss: target id out of range")
     if reduce != ReduceType.MEAN:
         raise RuntimeError("Unsupported cross entropy reduction type")
     return _run(

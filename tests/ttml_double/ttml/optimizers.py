@@ -37,8 +37,10 @@ class AdamW:
             raise TypeError("AdamW.__init__(): incompatible function arguments (NamedParameters, AdamWConfig)")
         self._parameters = dict(parameters.items())
         self._config = config
-        self._exp_avg = {n: torch.zeros_like(t._value) for n, t in self._parameters.items() if t.get_requires_grad()}
-        self._exp_avg_sq = {n: torch.zeros_like(t._value) for n, t in self._parameters.items() if t.get_requires_grad()}
+        # Optimizer state per chip: every chip updates its own copy of the parameters.
+        trained = {n: t for n, t in self._parameters.items() if t.get_requires_grad()}
+        self._exp_avg = {n: [torch.zeros_like(s) for s in t._shards] for n, t in trained.items()}
+        self._exp_avg_sq = {n: [torch.zeros_like(s) for s in t._shards] for n, t in trained.items()}
         self._steps = 0
         self._beta1_pow = 1.0
         self._beta2_pow = 1.0
@@ -46,7 +48,8 @@ class AdamW:
     def zero_grad(self) -> None:
         for tensor in self._parameters.values():
             if tensor.get_requires_grad() and tensor.is_grad_initialized():
-                tensor._value.grad.zero_()
+                for shard in tensor._shards:
+                    shard.grad.zero_()
 
     def step(self) -> None:
         cfg = self._config
@@ -57,13 +60,14 @@ class AdamW:
             for name, tensor in self._parameters.items():
                 if not tensor.is_grad_initialized():
                     continue
-                param, grad = tensor._value, tensor._value.grad
-                param.mul_(1.0 - cfg.lr * cfg.weight_decay)
-                self._exp_avg[name].mul_(cfg.beta1).add_(grad, alpha=1.0 - cfg.beta1)
-                self._exp_avg_sq[name].mul_(cfg.beta2).addcmul_(grad, grad, value=1.0 - cfg.beta2)
-                denom = (self._exp_avg_sq[name] / (1.0 - self._beta2_pow)).sqrt().add_(cfg.epsilon)
-                param.addcdiv_(self._exp_avg[name], denom, value=-cfg.lr / (1.0 - self._beta1_pow))
-                param.copy_(store(param, tensor.dtype()))
+                for chip, param in enumerate(tensor._shards):
+                    grad, exp_avg, exp_avg_sq = param.grad, self._exp_avg[name][chip], self._exp_avg_sq[name][chip]
+                    param.mul_(1.0 - cfg.lr * cfg.weight_decay)
+                    exp_avg.mul_(cfg.beta1).add_(grad, alpha=1.0 - cfg.beta1)
+                    exp_avg_sq.mul_(cfg.beta2).addcmul_(grad, grad, value=1.0 - cfg.beta2)
+                    denom = (exp_avg_sq / (1.0 - self._beta2_pow)).sqrt().add_(cfg.epsilon)
+                    param.addcdiv_(exp_avg, denom, value=-cfg.lr / (1.0 - self._beta1_pow))
+                    param.copy_(store(param, tensor.dtype()))
 
     def get_lr(self) -> float:
         return self._config.lr

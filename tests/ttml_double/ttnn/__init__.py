@@ -47,20 +47,24 @@ def GetNumAvailableDevices() -> int:  # noqa: N802 - real name
 
 
 class Tensor:
-    """What ttml's Tensor.get_value() returns: a device tensor. Only the accessors the plugin reads."""
+    """What ttml's Tensor.get_value() returns: a device tensor, one shard per chip. Only the accessors the plugin
+    reads."""
 
-    def __init__(self, value, dtype: DataType) -> None:
-        self._value = value
+    def __init__(self, shards, dtype: DataType) -> None:
+        self._shards = list(shards)
         self.dtype = dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self._value.shape)
+        return tuple(self._shards[0].shape)
 
     def item(self) -> float:
-        if self._value.numel() != 1:
+        if len(self._shards) != 1:  # verified with ttnn 0.81.1 on a host tensor distributed over a 1x2 mesh
+            raise RuntimeError("TT_FATAL @ /project/tt_metal/impl/tensor/tensor_apis.cpp:618: buffers.size() == 1")
+        value = self._shards[0]
+        if value.numel() != 1:
             raise RuntimeError(f"item() needs a tensor with one element, this one has shape {self.shape}")
-        return float(self._value.reshape(-1)[0])
+        return float(value.reshape(-1)[0])
 
 
 class MemoryView:

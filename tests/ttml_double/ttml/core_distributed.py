@@ -1,0 +1,136 @@
+"""ttml.core.distributed double: enable_fabric, mesh mappers/composers, synchronize_gradients.
+
+Mirrors, in tenstorrent/tt-metal:
+- tt-train/sources/ttml/nanobind/nb_core.cpp @ 01b9eefebb60985b56d0cdf8aae83326c29c53af: the names and arguments
+  enable_fabric(num_devices), shard_tensor_to_mesh_mapper(device, dim, cluster_axis=None),
+  concat_mesh_to_tensor_composer(mesh_device, dim), synchronize_gradients(parameters) and
+  synchronize_gradients(parameters, cluster_axes) (two nanobind overloads; NamedParameters only).
+- tt-train/sources/ttml/ttnn_fixed/distributed/tt_metal.cpp @ a6584115a1600af261d61c5cac8cd9bce3cafcb6:
+  enable_fabric throws "TT_METAL_HOME is not set" unless TT_METAL_HOME or TT_MESH_GRAPH_DESC_PATH is set, then sets
+  the fabric config (FABRIC_2D_DYNAMIC) that the mesh opened afterwards uses.
+- ttnn/cpp/ttnn/distributed/distributed_tensor.cpp @ a5d26bf57a07aa62847957050e3882007e81fde8:
+  shard_tensor_to_mesh_mapper(mesh_device, dim) splits `dim` over mesh_device.num_devices() chips in row-major
+  chip order; concat_mesh_to_tensor_composer(mesh_device, dim) concatenates the chips' shards along `dim`. An
+  uneven split fails (verified with ttnn 0.81.1: "TT_FATAL ... Shard shape mismatch").
+- tt-train/sources/ttml/core/distributed/distributed.cpp @ 01c8afed5a09a5fdd7c3ddbe0167f81b9607feb3:
+  synchronize_gradients(parameters) returns at once unless the parallelism context is initialised (the double has
+  none, so it does nothing, as the real one does in a plain open_device setup); synchronize_gradients(parameters,
+  cluster_axes) all-reduces (sum) each initialised gradient over the given mesh axes and multiplies it by
+  1 / (product of those axes' sizes): the average ("all_reduce Mean is not supported, use sum and divide").
+The all-reduce needs the fabric: on a mesh opened without enable_fabric the double raises where the hardware would
+fail or hang.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .autograd import MeshDevice, _ctx
+from .modules import NamedParameters
+
+
+class TensorToMesh:
+    """ttnn's ShardTensorToMesh: split dim `dim` into equal row-major shards, one per chip."""
+
+    def __init__(self, num_devices: int, dim: int) -> None:
+        self.num_devices, self.dim = num_devices, dim
+
+    def distribute(self, value: torch.Tensor, chips: int) -> list[torch.Tensor]:
+        if chips != self.num_devices:
+            raise RuntimeError(f"mapper built for {self.num_devices} chips used on a {chips}-chip mesh")
+        size = value.shape[self.dim]
+        if size % chips:
+            raise RuntimeError(
+                f"TT_FATAL @ /project/ttnn/core/distributed/distributed_tensor.cpp:133: Shard shape mismatch: "
+                f"{size} rows do not split over {chips} devices"
+            )
+        return [part.clone() for part in torch.chunk(value, chips, dim=self.dim)]
+
+
+class MeshToTensor:
+    """ttnn's ConcatMeshToTensor: concatenate the chips' shards (row-major chip order) along `dim`."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def compose(self, shards: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(shards, dim=self.dim)
+
+
+def _mesh(device: Any) -> MeshDevice:
+    if not isinstance(device, MeshDevice) or device.closed:
+        raise TypeError("incompatible function arguments: expected the open ttnn.MeshDevice")
+    return device
+
+
+def enable_fabric(num_devices: int) -> None:
+    if not isinstance(num_devices, int) or isinstance(num_devices, bool):
+        raise TypeError("enable_fabric(): incompatible function arguments (num_devices: int)")
+    if not os.environ.get("TT_MESH_GRAPH_DESC_PATH") and not os.environ.get("TT_METAL_HOME"):
+        raise RuntimeError("TT_METAL_HOME is not set")
+    context = _ctx()
+    context.fabric_config = "FABRIC_2D_DYNAMIC"
+    context.events.append("enable_fabric")
+
+
+def shard_tensor_to_mesh_mapper(device: Any, dim: int, cluster_axis: int | None = None) -> TensorToMesh:
+    if cluster_axis is not None:
+        raise NotImplementedError("the ttml double shards over the whole mesh only: pass cluster_axis=None")
+    return TensorToMesh(_mesh(device).get_num_devices(), int(dim))
+
+
+def concat_mesh_to_tensor_composer(mesh_device: Any, dim: int) -> MeshToTensor:
+    _mesh(mesh_device)
+    return MeshToTensor(int(dim))
+
+
+def _all_reduce_sum(shards: list[torch.Tensor], shape: tuple[int, int], axis: int) -> list[torch.Tensor]:
+    rows, cols = shape
+    reduced = list(shards)
+    groups = (
+        [[r * cols + c for r in range(rows)] for c in range(cols)]
+        if axis == 0
+        else [[r * cols + c for c in range(cols)] for r in range(rows)]
+    )
+    for group in groups:
+        total = torch.stack([shards[i] for i in group]).sum(0)
+        for i in group:
+            reduced[i] = total
+    return reduced
+
+
+def synchronize_gradients(parameters: NamedParameters, cluster_axes: list[int] | None = None) -> None:
+    if not isinstance(parameters, NamedParameters):
+        raise TypeError("synchronize_gradients(): incompatible function arguments, parameters must be NamedParameters")
+    context = _ctx()
+    if cluster_axes is None:
+        if not context.is_parallelism_context_initialized():
+            return
+        raise NotImplementedError("the ttml double has no parallelism context")
+    if not isinstance(cluster_axes, (list, tuple)) or not all(isinstance(a, int) for a in cluster_axes):
+        raise TypeError("synchronize_gradients(): incompatible function arguments, cluster_axes must be list[int]")
+    device = context.get_device()
+    scaler = 1
+    for axis in cluster_axes:
+        if not 0 <= axis < len(device.shape):
+            raise RuntimeError("TT_FATAL: Cluster axis must be within mesh shape")
+        scaler *= device.shape[axis]
+    if scaler == 1:
+        return
+    if not device.fabric_enabled:
+        raise RuntimeError(
+            "all_reduce on a mesh opened without fabric: call ttml.core.distributed.enable_fabric(num_devices) "
+            "before open_device"
+        )
+    with torch.no_grad():
+        for tensor in parameters.values():
+            if not tensor.is_grad_initialized():
+                continue
+            grads = [s.grad for s in tensor._shards]
+            for axis in cluster_axes:
+                grads = _all_reduce_sum(grads, device.shape, axis)
+            for shard, grad in zip(tensor._shards, grads, strict=True):
+                shard.grad = grad / scaler

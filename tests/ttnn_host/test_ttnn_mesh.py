@@ -1,0 +1,83 @@
+"""What strategy 'tt_ddp' assumes about ttnn's mesh mappers, checked against the real ttnn wheel (no chip needed).
+
+ttml's shard_tensor_to_mesh_mapper(device, dim) is ttnn's mapper with placements [Shard(dim)] over the mesh
+flattened to MeshShape(num_devices) (ttnn/cpp/ttnn/distributed/distributed_tensor.cpp); it needs an open
+MeshDevice, so the same config is built here from a MeshShape, which ttnn accepts without a device. The strategy
+relies on: the batch is cut into equal row blocks in chip order (so concatenating the chips' shards on dim 0, as
+concat_mesh_to_tensor_composer does, restores the batch and filler rows appended for an uneven evaluation batch
+land at the end); an uneven split is refused; a tensor spread over several chips cannot be read without a
+composer; a value put on the mesh without a mapper is copied to every chip.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ttnn = pytest.importorskip("ttnn")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
+from lightning_tt import bridge  # noqa: E402
+
+pytestmark = pytest.mark.skipif(getattr(ttnn, "IS_TEST_DOUBLE", False), reason="needs the real ttnn, not the double")
+
+
+def distribute(array: np.ndarray, chips: int, placement) -> list[np.ndarray]:
+    """Host tensor -> per-chip host arrays, as ttml's mapper for a [1, chips] mesh distributes it."""
+    config = ttnn.MeshMapperConfig([placement], ttnn.MeshShape([chips]))
+    mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(1, chips), config)
+    dtype = ttnn.DataType.UINT32 if array.dtype == np.uint32 else ttnn.DataType.FLOAT32
+    tensor = ttnn.distribute_tensor(ttnn.Tensor(array, dtype), mapper)
+    return [np.asarray(shard.to_numpy()) for shard in ttnn.get_device_tensors(tensor)]
+
+
+@pytest.mark.parametrize("chips", [2, 8, 32])
+def test_the_batch_mapper_gives_each_chip_its_block_of_rows_in_order(chips):
+    batch = np.arange(2 * chips * 32).reshape(2 * chips, 32) % 256
+    tokens = bridge.tokens_layout(batch, vocab_size=256)  # [B, 1, 1, T] as the strategy uploads it
+    shards = distribute(tokens, chips, ttnn.PlacementShard(0))
+    assert len(shards) == chips and all(s.shape == (2, 1, 1, 32) for s in shards)
+    for theirs, mine in zip(shards, bridge.shard_rows(tokens, chips), strict=True):
+        np.testing.assert_array_equal(theirs, mine)
+    np.testing.assert_array_equal(np.concatenate(shards, axis=0), tokens)  # what the dim-0 composer rebuilds
+    targets = bridge.targets_layout(batch, vocab_size=256)  # [B, T] is split the same way
+    np.testing.assert_array_equal(np.concatenate(distribute(targets, chips, ttnn.PlacementShard(0))), targets)
+
+
+def test_an_uneven_split_is_refused_and_padding_makes_it_even_with_filler_last():
+    tokens = bridge.tokens_layout(np.arange(3 * 32).reshape(3, 32) % 256, vocab_size=256)
+    with pytest.raises(RuntimeError, match="Shard shape mismatch"):
+        distribute(tokens, 2, ttnn.PlacementShard(0))
+    padded = bridge.pad_rows(tokens, 2)
+    shards = distribute(padded, 2, ttnn.PlacementShard(0))
+    rebuilt = np.concatenate(shards, axis=0)
+    np.testing.assert_array_equal(rebuilt[:3], tokens)  # cropping to the real rows drops exactly the filler
+    assert rebuilt.shape[0] == 4 and not rebuilt[3].any()
+
+
+def test_a_value_spread_over_chips_cannot_be_read_without_a_composer():
+    losses = np.array([[2.5], [3.5]], dtype=np.float32)  # one shard loss per chip
+    config = ttnn.MeshMapperConfig([ttnn.PlacementShard(0)], ttnn.MeshShape([2]))
+    mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(1, 2), config)
+    spread = ttnn.distribute_tensor(ttnn.Tensor(losses, ttnn.DataType.FLOAT32), mapper)
+    with pytest.raises(RuntimeError, match="buffers.size"):
+        spread.item()
+    with pytest.raises(RuntimeError, match="buffers.size"):
+        spread.to_numpy()
+
+
+def test_a_value_without_a_mapper_is_copied_to_every_chip_and_chip_0_is_the_first_block():
+    weight = bridge.matrix_to_device_layout(np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32))
+    copies = distribute(weight, 8, ttnn.PlacementReplicate())
+    assert len(copies) == 8 and all(np.array_equal(c, weight) for c in copies)
+    np.testing.assert_array_equal(np.concatenate(copies, axis=0)[:1], weight)  # what the twin keeps when it reads
+
+
+def test_mesh_shapes_the_strategy_accepts():
+    for shape in ([1, 1], [1, 2], [1, 8], (1, 32)):
+        assert bridge.check_mesh_shape(shape) == list(shape)
+    for shape in ([2, 4], [1, 0], [1], [1, 2.0], "1x2", [True, 2]):
+        with pytest.raises(ValueError, match=r"one-row mesh \[1, N\]"):
+            bridge.check_mesh_shape(shape)
+    assert bridge.DATA_PARALLEL_AXIS == 1
