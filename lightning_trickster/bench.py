@@ -1,14 +1,26 @@
-"""Benchmarks that print their figures: `bench-generation` measures KV-cache vs recomputing generation."""
+"""Benchmarks that print their figures.
+
+`bench`: training throughput of Lightning's fit against a plain PyTorch loop on the same model, data and
+optimizer (interleaved in one process), plus MFU, memory and generation speed. `bench-generation`: KV-cache
+vs recomputing generation at several batch sizes."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
+import resource
+import statistics
 import time
+from pathlib import Path
+from typing import Any
 
+import lightning.pytorch as pl
 import torch
 
-from lightning_trickster.model import NanoTrickster
+from lightning_trickster.errors import TricksterError
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
 
 
 def measure_generation(model: NanoTrickster, batch_size: int, new_tokens: int, use_cache: bool, prompt_len: int = 16):
@@ -66,3 +78,170 @@ def generation_main(args: list[str]) -> None:
         "results": results,
     }
     print(json.dumps(summary))
+
+
+# --- bench: Lightning fit vs a plain PyTorch loop on the same model, data and optimizer --------------------------
+
+BENCH_DEFAULTS = {"steps": 30, "warmup_steps": 5, "repeats": 2, "gen_tokens": 200, "output": "bench.json"}
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+"""Dense bf16 tensor-core peaks (vendor datasheets) for MFU; CPUs have no entry, so their MFU is reported as null."""
+
+
+def split_bench_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """--bench.NAME VALUE pairs for the harness; everything else is passed to the CLI as for fit."""
+    options, rest = dict(BENCH_DEFAULTS), []
+    items = iter(args)
+    for arg in items:
+        if arg.startswith("--bench."):
+            name, _, value = arg[len("--bench.") :].partition("=")
+            if name not in BENCH_DEFAULTS:
+                raise TricksterError(f"unknown option --bench.{name}: choose from {', '.join(BENCH_DEFAULTS)}")
+            value = value or next(items, "")
+            options[name] = value if name == "output" else int(value)
+        else:
+            rest.append(arg)
+    return options, rest
+
+
+def flops_per_token(config: NanoTricksterConfig, parameters: int) -> float:
+    """nanoGPT's estimate (PaLM appendix B): 6 N + 12 L H Q T per trained token."""
+    return 6 * parameters + 12 * config.num_layers * config.num_heads * config.head_dim * config.max_seq_len
+
+
+class StepTimer(pl.Callback):
+    """Wall time of the optimizer steps after the warm-up ones."""
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+        self.start = self.end = 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.warmup_steps and not self.start:
+            synchronize(trainer.strategy.root_device)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        synchronize(trainer.strategy.root_device)
+        self.end = time.perf_counter()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def lightning_seconds(module, datamodule, trainer_settings: dict[str, Any], steps: int, warmup: int) -> float:
+    timer = StepTimer(warmup)
+    trainer = pl.Trainer(
+        **trainer_settings,
+        max_steps=warmup + steps,
+        devices=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(module, datamodule)
+    return timer.end - timer.start
+
+
+def raw_seconds(module, datamodule, trainer_settings: dict[str, Any], steps: int, warmup: int) -> float:
+    """The same step as Lightning's, written out: forward, backward with accumulation, clip, AdamW, schedule."""
+    device = torch.device("cuda" if trainer_settings["accelerator"] in ("cuda", "gpu") else "cpu")
+    module.to(device).train()
+    if module._compile_enabled():
+        module.model.compile()
+    optimizer, schedule = module.optimizer_and_schedule(warmup + steps)
+    accumulate = trainer_settings["accumulate_grad_batches"]
+    clip = trainer_settings["gradient_clip_val"]
+    log_every = trainer_settings["log_every_n_steps"]
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if str(trainer_settings["precision"]).startswith("bf16-mixed")
+        else contextlib.nullcontext()
+    )
+    batches = iter(datamodule.train_dataloader())
+    start = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            synchronize(device)
+            start = time.perf_counter()
+        for _ in range(accumulate):
+            inputs, targets = (t.to(device, non_blocking=True) for t in next(batches))
+            with autocast:
+                _, loss = module.model(inputs, targets)
+            (loss / accumulate).backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % log_every == 0:
+            loss.item()  # a host sync, as logging does
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS; Linux reports KiB
+
+
+def main(args: list[str]) -> None:
+    """`python -m lightning_trickster bench --config CFG [fit options] [--bench.steps N ...]`."""
+    from lightning_trickster.cli import make_cli, resolve_config_args
+
+    options, cli_args = split_bench_args(args)
+    cli = make_cli(resolve_config_args(cli_args), run=False)
+    config = cli.config.trainer
+    accelerator = config.accelerator if config.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    trainer_settings = {
+        "accelerator": accelerator,
+        "precision": config.precision if config.precision is not None else "32-true",
+        "accumulate_grad_batches": config.accumulate_grad_batches,
+        "gradient_clip_val": config.gradient_clip_val,
+        "log_every_n_steps": config.log_every_n_steps or 50,
+    }
+    datamodule = cli.datamodule
+    datamodule.setup("fit")
+    initial = copy.deepcopy(cli.model)
+    steps, warmup = options["steps"], options["warmup_steps"]
+    tokens = steps * trainer_settings["accumulate_grad_batches"] * datamodule.hparams.batch_size * datamodule.hparams.block_size
+    raw_runs, lightning_runs = [], []
+    for _ in range(options["repeats"]):  # interleaved, so drifts in machine load hit both alike
+        pl.seed_everything(0, verbose=False)
+        raw_runs.append(raw_seconds(copy.deepcopy(initial), datamodule, trainer_settings, steps, warmup))
+        pl.seed_everything(0, verbose=False)
+        lightning_runs.append(lightning_seconds(copy.deepcopy(initial), datamodule, trainer_settings, steps, warmup))
+    raw_tps, lightning_tps = tokens / statistics.median(raw_runs), tokens / statistics.median(lightning_runs)
+    device = torch.device("cuda" if accelerator in ("cuda", "gpu") else "cpu")
+    model = initial.model.to(device).eval()
+    parameters = model.parameter_breakdown()["total"]
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    peak = next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in device_name), None)
+    result = {
+        "config": " ".join(cli_args),
+        "device": device_name,
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "parameters": parameters,
+        "precision": trainer_settings["precision"],
+        "steps_timed": steps,
+        "repeats": options["repeats"],
+        "train_tokens_per_sec": round(lightning_tps, 1),
+        "raw_tokens_per_sec": round(raw_tps, 1),
+        "lightning_vs_raw": round(lightning_tps / raw_tps, 4),
+        "ms_per_step": round(1000 * statistics.median(lightning_runs) / steps, 2),
+        "mfu": round(lightning_tps * flops_per_token(model.config, parameters) / peak, 4) if peak else None,
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "gen_tokens_per_sec_cached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=True), 1),
+        "gen_tokens_per_sec_uncached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=False), 1),
+    }
+    for key, value in result.items():
+        print(f"{key:>28}: {value}")
+    Path(options["output"]).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))

@@ -11,10 +11,18 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.plugins.text.summary_v2 import text_pb
 
 from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.model import NanoTrickster
+
+
+def full_parameter_counts(pl_module: pl.LightningModule) -> dict[str, int]:
+    """The model's exact parameter breakdown, also when a sharded strategy holds only a slice of it here."""
+    with torch.device("meta"):
+        return NanoTrickster(pl_module.model.config).parameter_breakdown()
 
 
 def accelerator_name(trainer: pl.Trainer) -> str:
@@ -26,7 +34,7 @@ class RunSummary(pl.Callback):
     """Prints what a fit is about to do: device, exact parameter counts, data and batch sizes."""
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        counts = pl_module.model.parameter_breakdown()
+        counts = full_parameter_counts(pl_module)
         cfg = pl_module.model.config
         data = trainer.datamodule
         micro_batch = data.hparams.batch_size
@@ -66,7 +74,7 @@ def run_hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> d
     return {
         "model": {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")},
         "data": {k: v for k, v in trainer.datamodule.hparams.items() if not k.startswith("_") and k != "vocab"},
-        "parameters": pl_module.model.parameter_breakdown()["total"],
+        "parameters": full_parameter_counts(pl_module)["total"],
         "trainer": {
             "max_steps": trainer.max_steps,
             "accumulate_grad_batches": trainer.accumulate_grad_batches,
@@ -141,6 +149,10 @@ class SampleText(pl.Callback):
         self._last_sampled_step: Optional[int] = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if isinstance(trainer.strategy, FSDPStrategy):
+            rank_zero_info(
+                "no random baseline or samples under FSDP (the weights are sharded): use predict on a checkpoint"
+            )
         for prompt in self.prompts:  # fail now, not at the first sample
             try:
                 trainer.datamodule.tokenizer.encode(prompt)
@@ -148,10 +160,14 @@ class SampleText(pl.Callback):
                 raise InvalidConfigError(f"--sampling.prompts: {err}") from None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step > 0 or not trainer.is_global_zero:
-            return  # a resumed run already logged its baseline
+        if trainer.global_step > 0 or isinstance(trainer.strategy, FSDPStrategy):
+            # A resumed run already logged its baseline; under FSDP the sharded model only runs inside
+            # Lightning's own steps (see on_fit_start).
+            return
         vocab_size = pl_module.model.config.vocab_size
-        val_loss_at_init = self._full_split_loss(trainer, pl_module)
+        val_loss_at_init = self._full_split_loss(trainer, pl_module)  # every process takes part
+        if not trainer.is_global_zero:
+            return
         baseline = {"baseline/val_loss_at_init": val_loss_at_init, "baseline/uniform_loss": math.log(vocab_size)}
         hyperparameters = run_hyperparameters(trainer, pl_module)
         for logger in trainer.loggers:
@@ -179,21 +195,24 @@ class SampleText(pl.Callback):
     @staticmethod
     @torch.no_grad()
     def _full_split_loss(trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:
+        """Mean per-token loss over the whole val split; each process scores its share and the sums are added."""
         was_training = pl_module.training
         pl_module.eval()
-        total, count = 0.0, 0
+        totals = torch.zeros(2, dtype=torch.float64, device=pl_module.device)  # summed loss, scored tokens
         for inputs, targets in trainer.datamodule.val_dataloader():
             inputs, targets = inputs.to(pl_module.device), targets.to(pl_module.device)
-            _, loss = pl_module.model(inputs, targets)
-            scored = int((targets != -100).sum())
-            total, count = total + loss.item() * scored, count + scored
+            scored = (targets != -100).sum()
+            if scored:
+                _, loss = pl_module.model(inputs, targets)
+                totals += torch.stack([loss.double() * scored, scored.double()])
+        totals = trainer.strategy.reduce(totals, reduce_op="sum")
         pl_module.train(was_training)
-        return total / count
+        return (totals[0] / totals[1]).item()
 
     def _sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prompts: Optional[list[str]] = None) -> None:
         self._last_sampled_step = trainer.global_step
-        if not trainer.is_global_zero or not self.max_new_tokens:
-            return
+        if not trainer.is_global_zero or not self.max_new_tokens or isinstance(trainer.strategy, FSDPStrategy):
+            return  # under FSDP one process cannot run the sharded model alone (see on_fit_start)
         copy_weights_to_host = getattr(trainer.strategy, "copy_weights_to_host", None)
         if copy_weights_to_host is not None:  # an accelerator that trains its own copy of the weights (tt)
             copy_weights_to_host()

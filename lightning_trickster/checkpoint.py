@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import torch
 
-from lightning_trickster.errors import TricksterError
+from lightning_trickster.errors import InvalidConfigError, TricksterError
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
 from lightning_trickster.tokenizer import Tokenizer, tokenizer_from_state_dict
 
@@ -28,6 +28,31 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise TricksterError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt file written by fit")
     return checkpoint
+
+
+def check_same_architecture(checkpoint: dict[str, Any], hparams: Any, state_dict: dict[str, torch.Tensor]) -> None:
+    """Raise a one-line error if a checkpoint's weights do not fit the configured model, naming what differs.
+
+    Settings that leave the weight shapes alone (e.g. a longer max_seq_len: RoPE tables are not saved) load fine."""
+    saved = checkpoint["state_dict"]
+    weights_differ = saved.keys() != state_dict.keys() or any(saved[k].shape != v.shape for k, v in state_dict.items())
+    if not weights_differ:
+        return
+    saved_shape = checkpoint.get("hyper_parameters", {})
+    differences = [
+        f"{f.name} {saved_shape[f.name]} in the checkpoint, {hparams[f.name]} configured"
+        for f in fields(NanoTricksterConfig)
+        if f.name in saved_shape and f.name in hparams and saved_shape[f.name] != hparams[f.name]
+    ] or [  # a checkpoint whose hyper-parameters do not describe its weights
+        f"{name}: {list(saved[name].shape) if name in saved else 'missing'} in the checkpoint, "
+        f"{list(tensor.shape)} configured"
+        for name, tensor in state_dict.items()
+        if name not in saved or saved[name].shape != tensor.shape
+    ]
+    raise InvalidConfigError(
+        f"the checkpoint was trained with a different model shape ({'; '.join(differences[:3])}): drop the --model "
+        "shape options that differ (the checkpoint's shape is the default), or start a new run without --ckpt_path"
+    )
 
 
 @dataclass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
+import tempfile
 import warnings
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import yaml
 
@@ -21,9 +24,12 @@ from lightning_trickster.data import ShakespeareDataModule
 from lightning_trickster.errors import HardwareError, TricksterError
 from lightning_trickster.model import NanoTricksterConfig
 from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.reliability import CheckpointOnSignal, NonFiniteGuard, use_atomic_checkpoint_io
 
 # Lightning 2.6 calls a torch pytree API that newer torch deprecates: noise the user cannot act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# Project commands (bench) build the CLI from their own share of the arguments on purpose.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
 
 def bundled_configs() -> dict[str, Path]:
@@ -62,13 +68,14 @@ def preset_model_config(config: str, vocab_size: int) -> NanoTricksterConfig:
     return NanoTricksterConfig(**{"vocab_size": vocab_size, **shape})
 
 
-def default_logger(root: Path, resumed_run: Optional[Path]) -> dict[str, Any]:
+def default_logger(root: Path, resumed_run: Optional[Path], resumed_step: int = 0) -> dict[str, Any]:
     """TensorBoard under root/lightning_logs/version_N. A resumed fit keeps logging into the run it resumed, so
-    its curves continue. The hyper-parameters are logged once the random baseline is known (see SampleText),
+    its curves continue; events the interrupted run logged after its checkpoint (resumed_step) are purged, so no
+    step appears twice. The hyper-parameters are logged once the random baseline is known (see SampleText),
     with val/loss as their metric, instead of Lightning's placeholder hp_metric."""
     init_args: dict[str, Any] = {"save_dir": str(root), "default_hp_metric": False}
     if resumed_run is not None:
-        init_args.update(name=resumed_run.parent.name, version=resumed_run.name)
+        init_args.update(name=resumed_run.parent.name, version=resumed_run.name, purge_step=resumed_step)
     return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init_args}
 
 
@@ -83,13 +90,26 @@ def newest_last_checkpoint(root_dir: Path) -> Path:
     return max(candidates, key=lambda path: path.stat().st_mtime)
 
 
+class OneLineErrorParser(LightningArgumentParser):
+    """Reports a command-line mistake on one line, like every other error, instead of usage text plus the error."""
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):  # jsonargparse's own debug switch
+            super().error(message, ex)
+        sys.stderr.write(f"error: {' '.join(message.split())} (options: {self.prog.replace(' [options]', '')} --help)\n")
+        self.exit(2)
+
+
 class TricksterCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The model's context length is the one place the sequence length is set.
         parser.link_arguments("model.max_seq_len", "data.block_size")
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Before sampling: its hooks then run first, so a NaN model is reported before anything samples from it.
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
         parser.add_lightning_class_args(SampleText, "sampling")
+        parser.add_lightning_class_args(CheckpointOnSignal, "interrupt")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -111,20 +131,24 @@ class TricksterCLI(LightningCLI):
         config = self.config[subcommand]
         root = Path(config.trainer.default_root_dir or ".")
         resumed_run: Optional[Path] = None
+        resumed_step = 0
         if config.get("ckpt_path") == "last":
             # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
             checkpoint = newest_last_checkpoint(root)
             config.ckpt_path = str(checkpoint)
             if subcommand == "fit":
                 resumed_run = checkpoint.parent.parent
+                resumed_step = read_checkpoint(checkpoint).get("global_step", 0)
         if config.trainer.logger in (None, True):
-            config.trainer.logger = default_logger(root, resumed_run)
+            config.trainer.logger = default_logger(root, resumed_run, resumed_step)
 
 
     def before_instantiate_classes(self) -> None:
         # The data module is built before the Trainer: report missing Tenstorrent software or hardware before a
         # corpus download, not after.
-        config = self.config[self.config.subcommand]
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        check_writable(Path(config.trainer.default_root_dir or "."))
         if config.trainer.accelerator == "tt":
             from lightning_tt import bridge
 
@@ -133,6 +157,11 @@ class TricksterCLI(LightningCLI):
             if problem:
                 raise HardwareError(problem)
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoint_io(trainer)
+        return trainer
+
     def _parse_ckpt_path(self) -> None:
         """Take the model's shape and settings from the checkpoint, and the char vocabulary it was trained
         with; values typed on the command line (e.g. --model.temperature 0.5) still win.
@@ -140,8 +169,12 @@ class TricksterCLI(LightningCLI):
         Replaces LightningCLI's version, which lets the checkpoint override the command line."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return  # no checkpoint, or one of Lightning's own names ("best", "hpc"): Lightning resolves it
+        if not ckpt_path or ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry"):
+            return  # no checkpoint, or one of Lightning's own names: Lightning resolves it
+        if not Path(ckpt_path).is_file():
+            raise TricksterError(
+                f"checkpoint {ckpt_path} not found: pass an existing .ckpt file, or 'last' for the newest run's last.ckpt"
+            )
         checkpoint = read_checkpoint(Path(ckpt_path))
         model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         model.update(command_line_values(self._command_line, "model"))
@@ -153,6 +186,19 @@ class TricksterCLI(LightningCLI):
                 data["vocab"] = tokenizer["vocab"]
         data.update(command_line_values(self._command_line, "data"))
         self.config = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before any work if the run's output directory cannot be created or written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise TricksterError(
+            f"output directory {directory} is not writable ({err.strerror or err}): pass --trainer.default_root_dir "
+            "a directory you can write to"
+        ) from None
 
 
 def command_line_values(args: list[str], group: str) -> dict[str, Any]:
@@ -171,37 +217,77 @@ def command_line_values(args: list[str], group: str) -> dict[str, Any]:
     return values
 
 
+def make_cli(args: Optional[list[str]], run: bool = True) -> TricksterCLI:
+    """The LightningCLI every command goes through (args None: read sys.argv)."""
+    return TricksterCLI(
+        NanoTricksterModule,
+        ShakespeareDataModule,
+        args=args,
+        run=run,
+        parser_class=OneLineErrorParser,
+        # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
+        trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()], "enable_model_summary": False},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+
+
 # Project commands beside Lightning's fit/validate/test/predict: name -> "module:function", imported on use.
 # Each function takes the remaining command-line arguments (a list of strings).
 PROJECT_COMMANDS = {
     "stages": "lightning_trickster.stages:main",
     "complete": "lightning_trickster.complete:main",
+    "bench": "lightning_trickster.bench:main",
     "bench-generation": "lightning_trickster.bench:generation_main",
     "export": "lightning_trickster.export:main",
     "plot": "lightning_trickster.plot:main",
+    "info": "lightning_trickster.info:main",
+    "sweep": "lightning_trickster.sweep:main",
+    "faults": "lightning_trickster.faults:main",
 }
+
+
+class _DropLightningTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
+
+
+def apply_verbosity(args: list[str]) -> list[str]:
+    """-q/--quiet: no progress bar, no run summary or samples (warnings and errors only); -v/--verbose: also
+    Lightning's layer-by-layer model summary. Returns the arguments without these switches."""
+    quiet = any(arg in ("-q", "--quiet") for arg in args)
+    verbose = any(arg in ("-v", "--verbose") for arg in args)
+    args = [arg for arg in args if arg not in ("-q", "--quiet", "-v", "--verbose")]
+    if quiet:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        args += ["--trainer.enable_progress_bar", "false"]
+    if verbose:
+        args += ["--trainer.enable_model_summary", "true"]
+    return args
 
 
 def main(args: Optional[list[str]] = None) -> None:
     """Entry point of `python -m lightning_trickster` and the `trickster` command."""
     from_command_line = args is None
     args = list(sys.argv[1:] if from_command_line else args)
+    # --debug or TRICKSTER_DEBUG=1: show the traceback behind a one-line error.
+    debug = "--debug" in args or os.environ.get("TRICKSTER_DEBUG", "") not in ("", "0")
+    args = [arg for arg in args if arg != "--debug"]
     try:
         if args and args[0] in PROJECT_COMMANDS:
             module_name, function_name = PROJECT_COMMANDS[args[0]].split(":")
             getattr(importlib.import_module(module_name), function_name)(args[1:])
             return
-        cli_args = resolve_config_args(args)
+        cli_args = resolve_config_args(apply_verbosity(args))
         if from_command_line:  # LightningCLI reads sys.argv itself (and warns when given both)
             sys.argv[1:], cli_args = cli_args, None
-        TricksterCLI(
-            NanoTricksterModule,
-            ShakespeareDataModule,
-            args=cli_args,
-            trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()]},
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-        )
+        make_cli(cli_args)
     except TricksterError as err:
+        if debug:
+            raise
         sys.stderr.write(f"error: {err}\n")
-        raise SystemExit(2) from None
+        raise SystemExit(err.exit_code) from None

@@ -104,6 +104,8 @@ class ConsecutiveWindows(Dataset):
         return -(-self.num_windows // self.pad_to_multiple_of) * self.pad_to_multiple_of
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"window {i} of {len(self)}")
         start = i * self.block_size
         chunk = self.tokens[start : start + self.block_size + 1] if i < self.num_windows else self.tokens[:0]
         scored = max(len(chunk) - 1, 0)
@@ -176,6 +178,8 @@ class ShakespeareDataModule(pl.LightningDataModule):
                 corpus = Path(self.hparams.path).expanduser()
                 if not corpus.is_file():
                     raise DataError(f"data file {corpus} not found: pass --data.path pointing to a UTF-8 text file")
+                if corpus.stat().st_size == 0:
+                    raise DataError(f"data file {corpus} is empty: pass --data.path pointing to a UTF-8 text file")
                 self._corpus_path = corpus
         return self._corpus_path
 
@@ -195,6 +199,7 @@ class ShakespeareDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "predict" or self.train_tokens is not None:
             return
+        self._check_block_size_fits_the_model()
         corpus = self.corpus_path.read_bytes() if self.tokenizer.name == "byte" else self._read_text()
         tokens = self.tokenizer.encode(corpus)
         split = int(len(tokens) * self.hparams.train_fraction)
@@ -207,6 +212,15 @@ class ShakespeareDataModule(pl.LightningDataModule):
                     f"one window of block_size + 1 = {block_size + 1} tokens: use a larger corpus or a smaller "
                     "--model.max_seq_len"
                 )
+
+    def _check_block_size_fits_the_model(self) -> None:
+        model = self.trainer.lightning_module if self.trainer else None
+        max_seq_len = getattr(model, "hparams", {}).get("max_seq_len")
+        if max_seq_len is not None and self.hparams.block_size > max_seq_len:
+            raise InvalidConfigError(
+                f"data.block_size={self.hparams.block_size} is longer than the model's max_seq_len={max_seq_len}: "
+                "use block_size <= max_seq_len (the CLI sets data.block_size from --model.max_seq_len)"
+            )
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer

@@ -12,6 +12,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from torchmetrics import MeanMetric
 from torchmetrics.text import Perplexity
 
+from lightning_trickster.checkpoint import check_same_architecture
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, check_sampling_settings
 
@@ -46,6 +47,8 @@ class NanoTricksterModule(pl.LightningModule):
         temperature: float = 0.8,
         top_k: Optional[int] = None,
         top_p: Optional[float] = None,
+        compile: Optional[bool] = None,
+        fused_optimizer: Optional[bool] = None,
     ) -> None:
         """
         Args:
@@ -68,6 +71,8 @@ class NanoTricksterModule(pl.LightningModule):
             temperature: sampling temperature; 0 is greedy.
             top_k: sample only among the k most likely tokens (None: all).
             top_p: sample from the smallest set of tokens holding probability top_p (None: all).
+            compile: torch.compile the model for training (None: on for CUDA, off on CPU).
+            fused_optimizer: use the fused AdamW kernel (None: on for CUDA, off on CPU).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -125,7 +130,9 @@ class NanoTricksterModule(pl.LightningModule):
         if not self._is_logging_step():
             return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        # No gradients at all: NonFiniteGuard(action="skip") dropped this step's update.
+        norms = [torch.linalg.vector_norm(g.float()) for g in grads] or [torch.zeros((), device=self.device)]
+        grad_norm = torch.linalg.vector_norm(torch.stack(norms))
         if isinstance(self.trainer.strategy, FSDPStrategy):  # each rank holds a shard of every gradient
             grad_norm = self.trainer.strategy.reduce(grad_norm.square(), reduce_op="sum").sqrt()
         now = time.perf_counter()
@@ -189,23 +196,48 @@ class NanoTricksterModule(pl.LightningModule):
         self._predict_generator = torch.Generator(device=self.device).manual_seed(torch.initial_seed())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is None or not isinstance(self.trainer.strategy, FSDPStrategy):  # FSDP: sharded state_dict
+            check_same_architecture(checkpoint, self.hparams, self.state_dict())
         self.checkpoint_step = checkpoint["global_step"]
 
+    def configure_model(self) -> None:
+        if self._compile_enabled():
+            self.model.compile()  # in place: parameter names, and so checkpoints, stay the same
+
+    def _compile_enabled(self) -> bool:
+        # Auto: on for CUDA, where it pays off; off on CPU, where compile time dominates short runs.
+        choice = self.hparams.compile
+        return self.device.type == "cuda" if choice is None else choice
+
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
         total_steps = self.trainer.max_steps
         if total_steps is None or total_steps <= 0:
             raise InvalidConfigError("set --trainer.max_steps: the learning-rate schedule decays over that many steps")
+        warmup_steps = self.hparams.warmup_steps
+        if warmup_steps > total_steps:
+            raise InvalidConfigError(
+                f"model.warmup_steps={warmup_steps} is longer than the run (trainer.max_steps={total_steps}): the "
+                "learning rate would never reach model.learning_rate; lower --model.warmup_steps or raise "
+                "--trainer.max_steps"
+            )
+        optimizer, schedule = self.optimizer_and_schedule(total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def optimizer_and_schedule(self, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        """AdamW with weight decay on matrices and embeddings (not norm weights), and the warmup-cosine schedule."""
+        hp = self.hparams
         # By module type, not by p.dim(): FSDP flattens parameters into 1-D shards.
         norm_weights = {id(p) for m in self.modules() if isinstance(m, torch.nn.RMSNorm) for p in m.parameters()}
         decay = [p for p in self.parameters() if id(p) not in norm_weights]
         no_decay = [p for p in self.parameters() if id(p) in norm_weights]
+        fused = self.device.type == "cuda" if hp.fused_optimizer is None else hp.fused_optimizer
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.learning_rate,
             betas=tuple(hp.betas),
+            fused=fused or None,  # None lets torch pick its default (foreach) implementation
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total_steps, hp.min_lr_ratio)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return optimizer, schedule

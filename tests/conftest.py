@@ -13,7 +13,7 @@ TINY_MODEL_ARGS = [
     "--model.mlp_dim", "64",
     "--model.max_seq_len", "32",
     "--model.dropout", "0.0",
-    "--model.warmup_steps", "2",
+    "--model.warmup_steps", "1",
     "--data.batch_size", "4",
     "--trainer.accelerator", "cpu",
     "--trainer.enable_progress_bar", "false",

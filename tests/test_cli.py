@@ -1,6 +1,7 @@
 """The command line, driven in-process: fit, checkpoints, TensorBoard events, resume, presets and errors."""
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -150,3 +151,29 @@ def test_fit_logs_the_random_baseline_and_text_samples(small_corpus, tmp_path):
     samples = events.Tensors("samples/Line")
     assert [s.step for s in samples] == [0, 3, 6]
     assert samples[-1].tensor_proto.string_val[0].decode().startswith("```\nLine")
+
+
+@pytest.fixture
+def restore_lightning_log_levels():
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
+
+
+def test_quiet_prints_no_progress_summary_or_samples(small_corpus, tmp_path, caplog, capfd, restore_lightning_log_levels):
+    main(["fit", *fit_args(small_corpus, tmp_path / "normal", max_steps=3)[1:]])
+    assert any("random baseline" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    main(["fit", "-q", *fit_args(small_corpus, tmp_path / "quiet", max_steps=3)[1:]])
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "random baseline" not in messages and "parameters:" not in messages and "sample at step" not in messages
+    assert (run_dir(tmp_path / "quiet") / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_verbose_adds_lightnings_model_summary(small_corpus, tmp_path, caplog):
+    main(["fit", *fit_args(small_corpus, tmp_path / "normal", max_steps=3)[1:]])
+    assert not any("Trainable params" in record.getMessage() for record in caplog.records)
+    main(["fit", "--verbose", *fit_args(small_corpus, tmp_path / "verbose", max_steps=3)[1:]])
+    assert any("Trainable params" in record.getMessage() for record in caplog.records)

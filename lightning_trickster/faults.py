@@ -1,0 +1,458 @@
+"""`faults`: the fault suite. Kills fits with SIGKILL at random steps and in the middle of a checkpoint write, stops
+them with SIGINT/SIGTERM, feeds them a NaN loss, resumes each with --ckpt_path last and compares the result with an
+uninterrupted run; then drives the CLI with every bad input of the reliability list. Prints a summary table.
+
+The fault injectors below are ordinary callbacks, added to a real `fit` with --trainer.callbacks+=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from lightning_trickster.checkpoint import read_checkpoint
+from lightning_trickster.errors import TricksterError
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fault injectors
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILL this process right after optimizer step `step` completes (before that step's checkpoint, if any)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillDuringCheckpointWrite(pl.Callback):
+    """SIGKILL this process half way through writing its `save_number`-th checkpoint file (1 = the first)."""
+
+    def __init__(self, save_number: int) -> None:
+        self.save_number = save_number
+        self.saves = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        checkpoint_io = trainer.strategy.checkpoint_io
+        complete_write = checkpoint_io.write
+
+        def write(checkpoint: dict[str, Any], file: Any) -> None:
+            self.saves += 1
+            if self.saves == self.save_number:
+                buffer = io.BytesIO()
+                torch.save(checkpoint, buffer)
+                file.write(buffer.getvalue()[: buffer.tell() // 2])
+                file.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            complete_write(checkpoint, file)
+
+        checkpoint_io.write = write
+
+
+class SignalDuringStep(pl.Callback):
+    """Send `signal_name` to this process `delay_s` seconds after optimizer step `step` completes, so it lands at
+    an arbitrary point of a later step (a real signal through the kernel, from a timer thread)."""
+
+    def __init__(self, step: int, signal_name: str, delay_s: float) -> None:
+        self.step = step
+        self.signum = signal.Signals[signal_name]
+        self.delay_s = delay_s
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            threading.Timer(self.delay_s, os.kill, (os.getpid(), self.signum)).start()
+
+
+class InjectNonFiniteLoss(pl.Callback):
+    """Make the loss of optimizer step `step` NaN (its gradients follow), as a numerical blow-up would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self._hook: Any = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step and self._hook is None:
+            self._hook = pl_module.model.register_forward_hook(lambda m, i, out: (out[0], out[1] * math.nan))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self._hook is not None and trainer.global_step > self.step:
+            self._hook.remove()
+            self._hook = None
+
+
+def injector(cls: type, **init_args: Any) -> list[str]:
+    spec = {"class_path": f"{__name__}.{cls.__name__}", "init_args": init_args}
+    return [f"--trainer.callbacks+={json.dumps(spec)}"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad inputs: each must end in one `error: ...` line on stderr, a non-zero exit and no traceback.
+
+
+TINY = [
+    "--model.hidden_dim", "32", "--model.num_layers", "2", "--model.num_heads", "2", "--model.mlp_dim", "64",
+    "--model.max_seq_len", "32", "--model.warmup_steps", "1", "--data.batch_size", "4",
+    "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--sampling.prompts", '["Line"]',
+    "--sampling.max_new_tokens", "8", "--seed_everything", "1337",
+]  # fmt: skip
+
+
+def write_corpus(path: Path) -> Path:
+    lines = [
+        f"Line {i}: the quick brown fox jumps over the lazy dog, and {i * 7 % 13} birds sing.\n" for i in range(250)
+    ]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def fit_command(corpus: Path, root: Path, max_steps: int, *extra: str) -> list[str]:
+    return ["fit", "--config", "cpu.yaml", "--data.path", str(corpus), "--trainer.default_root_dir", str(root),
+            "--trainer.max_steps", str(max_steps), "--trainer.val_check_interval", "3",
+            "--trainer.log_every_n_steps", "1", *TINY, *extra]  # fmt: skip
+
+
+@dataclass
+class BadInput:
+    name: str
+    args: list[str]
+    expect: str
+    """A fragment the one-line message must contain."""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
+    """The reliability list; `checkpoint` is a last.ckpt of a finished tiny fit on workspace/corpus.txt."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    corpus = workspace / "corpus.txt"
+    if not corpus.exists():
+        write_corpus(corpus)
+    (workspace / "empty.txt").write_bytes(b"")
+    (workspace / "short.txt").write_text("To be, or not to be.")
+    (workspace / "latin1.txt").write_bytes("café crème brûlée ".encode("latin-1") * 50)
+    (workspace / "random.ckpt").write_bytes(random.Random(0).randbytes(8192))
+    data = checkpoint.read_bytes()
+    (workspace / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    (workspace / "a_file").write_text("not a directory")
+    runs = workspace / "runs"
+
+    def fit(*extra: str) -> list[str]:
+        return fit_command(corpus, runs, 3, *extra)
+
+    def predict(*extra: str) -> list[str]:
+        return ["predict", "--config", "cpu.yaml", "--trainer.default_root_dir", str(runs),
+                "--trainer.enable_progress_bar", "false", "--ckpt_path", str(checkpoint),
+                "--data.prompts", '["Line"]', *extra]  # fmt: skip
+
+    return [
+        BadInput("missing data file", fit("--data.path", str(workspace / "missing.txt")), "not found"),
+        BadInput("empty data file", fit("--data.path", str(workspace / "empty.txt")), "is empty"),
+        BadInput("corpus shorter than one window", fit("--data.path", str(workspace / "short.txt")), "shorter than one window"),
+        BadInput("non-UTF-8 file, char tokenizer", fit("--data.path", str(workspace / "latin1.txt")), "not UTF-8"),
+        BadInput("hidden_dim not divisible by num_heads", fit("--model.num_heads", "3"), "not divisible"),
+        BadInput("odd head dim", fit("--model.hidden_dim", "6", "--model.num_heads", "2"), "is odd"),
+        BadInput("non-positive size (num_layers 0)", fit("--model.num_layers", "0"), "num_layers must be a positive"),
+        BadInput("non-positive size (batch_size -1)", fit("--data.batch_size", "-1"), "batch_size must be positive"),
+        BadInput("block size set apart from max_seq_len", fit("--data.block_size", "64"), "must be given via \"model.max_seq_len\""),
+        BadInput("negative learning rate", fit("--model.learning_rate", "-0.001"), "learning_rate must be positive"),
+        BadInput("warmup longer than the run", fit("--model.warmup_steps", "10"), "longer than the run"),
+        BadInput("unknown config name", ["fit", "--config", "giant"], "config 'giant' not found"),
+        BadInput("corrupt checkpoint (random bytes)", fit("--ckpt_path", str(workspace / "random.ckpt")), "could not be read"),
+        BadInput("corrupt checkpoint (truncated)", predict("--ckpt_path", str(workspace / "truncated.ckpt")), "could not be read"),
+        BadInput("missing checkpoint file", fit("--ckpt_path", str(workspace / "missing.ckpt")), "not found"),
+        BadInput("checkpoint of another architecture", fit("--ckpt_path", str(checkpoint), "--model.hidden_dim", "64"), "different model shape"),
+        BadInput("prompt outside the char vocabulary", predict("--data.prompts", '["Zebra§"]'), "outside the char vocabulary"),
+        BadInput("empty prompt", predict("--data.prompts", '[""]'), "prompt is empty"),
+        BadInput("negative temperature", predict("--model.temperature", "-1"), "temperature must be >= 0"),
+        BadInput("top_k < 0", predict("--model.top_k", "-1"), "top_k must be between 1"),
+        BadInput("top_k > vocab", predict("--model.top_k", "1000"), "top_k must be between 1"),
+        BadInput("top_p = 0", predict("--model.top_p", "0"), "top_p must be in (0, 1]"),
+        BadInput("top_p > 1", predict("--model.top_p", "1.5"), "top_p must be in (0, 1]"),
+        BadInput("negative max_new_tokens", predict("--model.max_new_tokens", "-5"), "max_new_tokens must be >= 0"),
+        BadInput(
+            "offline, no local corpus",
+            [*fit_command(corpus, runs, 3), "--data.path", "null", "--data.cache_dir", str(workspace / "no_cache")],
+            "could not download tiny Shakespeare",
+            # A proxy that refuses connections: the real download path fails at once, as it does offline.
+            env={"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"},
+        ),
+        BadInput("unwritable output directory", fit("--trainer.default_root_dir", str(workspace / "a_file" / "runs")), "not writable"),
+        BadInput("accelerator tt without ttnn/ttml/chip", fit("--trainer.accelerator", "tt", "--trainer.strategy", "tt"), "cannot run here"),
+    ]  # fmt: skip
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None
+    stderr: str
+    traceback: bool
+
+    def is_clean_error(self, expect: str) -> bool:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("error:")]
+        return (
+            not self.traceback
+            and self.exit_code not in (0, None)
+            and len(errors) == 1
+            and bool(lines)
+            and lines[-1] == errors[0]
+            and expect in errors[0]
+        )
+
+
+def run_in_process(case: BadInput) -> Outcome:
+    """Drive the real CLI entry point (cli.main) in this process, capturing what it writes to stderr."""
+    from lightning_trickster.cli import main
+
+    stderr = io.StringIO()
+    saved_env = {key: os.environ.get(key) for key in case.env}
+    os.environ.update(case.env)
+    exit_code, traceback = 0, False
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            main(list(case.args))
+    except SystemExit as exit_info:
+        exit_code = exit_info.code if isinstance(exit_info.code, int) else 1
+    except BaseException as err:  # escaped the CLI: Python would print a traceback
+        exit_code, traceback = 1, True
+        stderr.write(f"Traceback (most recent call last): {type(err).__name__}: {err}\n")
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return Outcome(exit_code, stderr.getvalue(), traceback)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fault scenarios, each in a child process
+
+
+def run_cli(args: list[str], timeout_s: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def checkpoints_intact(root: Path) -> tuple[int, int]:
+    """(readable, total) over every *.ckpt under root; leftover temporary files are not checkpoints."""
+    paths = sorted(root.glob("lightning_logs/version_*/checkpoints/*.ckpt"))
+    readable = 0
+    for path in paths:
+        with contextlib.suppress(TricksterError):
+            checkpoint = read_checkpoint(path)
+            readable += all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+    return readable, len(paths)
+
+
+def last_checkpoint(root: Path) -> Path | None:
+    paths = list(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
+
+
+def saved_step(root: Path) -> int | None:
+    path = last_checkpoint(root)
+    return read_checkpoint(path)["global_step"] if path else None
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    first, second = read_checkpoint(a)["state_dict"], read_checkpoint(b)["state_dict"]
+    return first.keys() == second.keys() and all(torch.allclose(first[k], second[k]) for k in first)
+
+
+def logged_steps(root: Path) -> list[int]:
+    """train/loss steps as TensorBoard shows them (events purged on resume do not count)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)  # it reports the purge of orphaned events
+    run = last_checkpoint(root).parent.parent
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return [event.step for event in events.Scalars("train/loss")]
+
+
+@dataclass
+class FaultResult:
+    scenario: str
+    detail: str
+    traceback: bool
+    steps_lost: int | None
+    intact: tuple[int, int]
+    resumed_equal: bool | None
+    clean_message: bool | None = None
+
+
+def resume_and_compare(corpus: Path, root: Path, max_steps: int, reference: Path) -> tuple[bool, str]:
+    resumed = run_cli(fit_command(corpus, root, max_steps, *(["--ckpt_path", "last"] if last_checkpoint(root) else [])))
+    if resumed.returncode != 0:
+        return False, f"resume failed ({resumed.returncode}): {resumed.stderr.strip().splitlines()[-1:]}"
+    steps = logged_steps(root)
+    curve_ok = steps == list(range(max_steps))
+    equal = same_weights(last_checkpoint(root), reference) and curve_ok
+    return equal, f"train/loss steps after resume {'0..' + str(max_steps - 1) if curve_ok else steps}"
+
+
+def kill_at_step(corpus: Path, root: Path, max_steps: int, reference: Path, step: int) -> FaultResult:
+    killed = run_cli(fit_command(corpus, root, max_steps, *injector(KillAtStep, step=step)))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    kept = saved_step(root) or 0
+    intact = checkpoints_intact(root)
+    equal, detail = resume_and_compare(corpus, root, max_steps, reference)
+    saved = f"last.ckpt at step {kept}" if kept else "no checkpoint yet (restarted from step 0)"
+    return FaultResult("SIGKILL at a random step", f"killed after step {step}, {saved}; {detail}",
+                       "Traceback" in killed.stderr, step - kept, intact, equal)  # fmt: skip
+
+
+def kill_during_save(corpus: Path, root: Path, max_steps: int, reference: Path, save_number: int) -> FaultResult:
+    killed = run_cli(
+        fit_command(corpus, root, max_steps, *injector(KillDuringCheckpointWrite, save_number=save_number))
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    kept = saved_step(root) or 0
+    intact = checkpoints_intact(root)
+    leftovers = len(list(root.glob("lightning_logs/version_*/checkpoints/.*.tmp")))
+    # The save that was cut short belongs to the next validation step after `kept`.
+    lost = min(kept + 3, max_steps) - kept
+    equal, detail = resume_and_compare(corpus, root, max_steps, reference)
+    return FaultResult("SIGKILL during a checkpoint write",
+                       f"killed in save #{save_number}, last.ckpt at step {kept}, {leftovers} partial temp file(s) "
+                       f"left beside it; {detail}", "Traceback" in killed.stderr, lost, intact, equal)  # fmt: skip
+
+
+def stop_with_signal(corpus: Path, root: Path, max_steps: int, reference: Path, name: str, step: int,
+                     delay_s: float) -> FaultResult:  # fmt: skip
+    stopped = run_cli(fit_command(corpus, root, max_steps, *injector(SignalDuringStep, step=step, signal_name=name,
+                                                                     delay_s=delay_s)))  # fmt: skip
+    lines = [line for line in stopped.stderr.splitlines() if line.strip()]
+    message = lines[-1] if lines else ""
+    clean = stopped.returncode == 128 + signal.Signals[name] and message.startswith(
+        f"error: training stopped by {name}"
+    )
+    kept = saved_step(root) or 0
+    stopped_after = int(message.split("after step ")[1].split(":")[0]) if "after step " in message else None
+    intact = checkpoints_intact(root)
+    equal, detail = resume_and_compare(corpus, root, max_steps, reference)
+    return FaultResult(f"{name} during a step",
+                       f"signal {delay_s * 1000:.0f} ms after step {step}; exit {stopped.returncode}, stopped after "
+                       f"step {stopped_after}, last.ckpt at step {kept}; {detail}", "Traceback" in stopped.stderr,
+                       None if stopped_after is None else stopped_after - kept, intact, equal, clean)  # fmt: skip
+
+
+def nonfinite(corpus: Path, root: Path, max_steps: int, action: str, step: int) -> FaultResult:
+    run = run_cli(fit_command(corpus, root, max_steps, "--nonfinite.action", action,
+                              "--nonfinite.check_every_n_steps", "5", *injector(InjectNonFiniteLoss, step=step)))  # fmt: skip
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    kept = saved_step(root) or 0
+    intact = checkpoints_intact(root)
+    if action == "stop":
+        clean = run.returncode == 2 and lines[-1].startswith(f"error: non-finite loss or gradient at step {step}")
+        detail = f"NaN loss at step {step}, checked every 5 steps; exit {run.returncode}; last.ckpt at step {kept}"
+        lost = step - kept
+    else:
+        skipped = read_checkpoint(last_checkpoint(root))["callbacks"].get("NonFiniteGuard", {}).get("skipped_steps")
+        clean = run.returncode == 0 and kept == max_steps and skipped == 1
+        detail = f"NaN loss at step {step}; exit {run.returncode}; finished at step {kept} with {skipped} step skipped"
+        lost = 1 if clean else None  # the skipped step's update
+    return FaultResult(f"NaN loss, --nonfinite.action {action}", detail, "Traceback" in run.stderr, lost, intact, None,
+                       clean)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The suite
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lightning_trickster faults", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=5, help="SIGKILL-at-a-random-step runs")
+    parser.add_argument("--save-kills", type=int, default=2, help="SIGKILL-during-a-checkpoint-write runs")
+    parser.add_argument("--max-steps", type=int, default=12, help="steps per fit (checkpoint every 3)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random fault points (default: random)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temp dir)")
+    options = parser.parse_args(args)
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10_000)
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="trickster-faults-") as temporary:
+        workspace = options.workdir or Path(temporary)
+        workspace.mkdir(parents=True, exist_ok=True)
+        corpus = write_corpus(workspace / "corpus.txt")
+        max_steps = options.max_steps
+        print(f"fault suite (seed {seed}): tiny model, {max_steps} steps, validation and checkpoint every 3 steps")
+        reference_run = run_cli(fit_command(corpus, workspace / "reference", max_steps))
+        if reference_run.returncode != 0:
+            raise TricksterError(f"the uninterrupted reference fit failed: {reference_run.stderr.strip()[-500:]}")
+        reference = last_checkpoint(workspace / "reference")
+
+        results: list[FaultResult] = []
+        for i in range(options.kills):
+            results.append(
+                kill_at_step(corpus, workspace / f"kill{i}", max_steps, reference, rng.randrange(1, max_steps))
+            )
+        for i in range(options.save_kills):
+            results.append(kill_during_save(corpus, workspace / f"savekill{i}", max_steps, reference,
+                                            rng.randrange(2, 2 * (max_steps // 3))))  # fmt: skip
+        for name in ("SIGINT", "SIGTERM"):
+            results.append(stop_with_signal(corpus, workspace / name, max_steps, reference, name,
+                                            rng.randrange(1, max_steps - 2), rng.uniform(0.0, 0.05)))  # fmt: skip
+        nan_step = rng.randrange(4, max_steps - 1)
+        results.append(nonfinite(corpus, workspace / "nan_stop", max_steps, "stop", nan_step))
+        results.append(nonfinite(corpus, workspace / "nan_skip", max_steps, "skip", nan_step))
+        for result in results:
+            print(f"  {result.scenario}: {result.detail}")
+
+        cases = bad_input_cases(workspace / "bad", reference)
+        for name in ("lightning.pytorch", "lightning.fabric"):  # keep the report readable: errors only
+            logging.getLogger(name).setLevel(logging.WARNING)
+        outcomes = [(case, run_in_process(case)) for case in cases]
+        for case, outcome in outcomes:
+            lines = outcome.stderr.strip().splitlines()
+            verdict = "clean" if outcome.is_clean_error(case.expect) else "NOT CLEAN"
+            print(f"  bad input, {case.name}: exit {outcome.exit_code}, {verdict}: {lines[-1] if lines else ''}")
+
+    rows = [["scenario", "cases", "clean errors", "tracebacks", "steps lost (max)", "checkpoints intact",
+             "resume = uninterrupted"]]  # fmt: skip
+    by_scenario: dict[str, list[FaultResult]] = {}
+    for result in results:
+        by_scenario.setdefault(result.scenario, []).append(result)
+    for scenario, group in by_scenario.items():
+        intact = sum(r.intact[0] for r in group), sum(r.intact[1] for r in group)
+        lost = [r.steps_lost for r in group if r.steps_lost is not None]
+        clean = [r.clean_message for r in group if r.clean_message is not None]
+        resumed = [r.resumed_equal for r in group if r.resumed_equal is not None]
+        rows.append([scenario, str(len(group)), f"{sum(clean)}/{len(clean)}" if clean else "-",
+                     str(sum(r.traceback for r in group)), str(max(lost)) if lost else "-",
+                     f"{intact[0]}/{intact[1]}", f"{sum(resumed)}/{len(resumed)}" if resumed else "-"])  # fmt: skip
+    rows.append(["bad inputs (CLI)", str(len(outcomes)), f"{sum(o.is_clean_error(c.expect) for c, o in outcomes)}/{len(outcomes)}",
+                 str(sum(o.traceback or "Traceback" in o.stderr for _, o in outcomes)), "-", "-", "-"])  # fmt: skip
+    print()
+    print_table(rows)
+    print(f"\n{time.perf_counter() - started:.0f} s; rerun these fault points with --seed {seed}")

@@ -1,0 +1,270 @@
+"""No lost work in fit: atomic checkpoint files, a checkpoint on SIGINT/SIGTERM, and a guard that stops (or skips)
+on a non-finite loss or gradient before a bad step reaches a checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from lightning_trickster.errors import InvalidConfigError, NonFiniteError, TrainingInterrupted
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file in the target's directory, fsyncs it and renames it over the target,
+    so a crash during a save leaves the previous file whole. Loads with ``weights_only=True`` unless told otherwise.
+
+    Lightning's own TorchCheckpointIO writes through an fsspec transaction whose temporary file is in the system temp
+    directory: the final move is a copy when that is another filesystem, and nothing is fsynced.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                self.write(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; give it a normal file's mode
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        fsync_directory(target.parent)  # make the rename itself durable
+
+    @staticmethod
+    def write(checkpoint: dict[str, Any], file: IO[bytes]) -> None:
+        torch.save(checkpoint, file)
+
+    def load_checkpoint(
+        self,
+        path: _PATH,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def use_atomic_checkpoint_io(trainer: pl.Trainer) -> None:
+    """Replace the strategy's stock TorchCheckpointIO; a strategy with its own checkpoint IO keeps it."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def last_checkpoint_path(trainer: pl.Trainer) -> Path:
+    """Where ModelCheckpoint keeps last.ckpt, which `--ckpt_path last` resumes from."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+class CheckpointOnSignal(Callback):
+    """SIGINT (Ctrl-C) or SIGTERM during fit: finish the running training step, write last.ckpt, and stop with a
+    one-line message and exit status 128 + signal number. A second Ctrl-C stops at once, without saving.
+
+    The checkpoint is written at the end of the step, like ModelCheckpoint's; the fit stops as the next step begins,
+    after Lightning has logged the step's metrics (and run validation, if it was due), so the curve has no gap.
+
+    Replaces Lightning's handling for the fit: its SIGTERM handler raises only at step boundaries but saves nothing,
+    and Ctrl-C raises KeyboardInterrupt wherever it lands, possibly half way through an optimizer step. Single-process
+    runs only: with several processes Lightning's own handlers stay in place (they stop every rank together).
+    """
+
+    def __init__(self, signals: tuple[str, ...] = ("SIGINT", "SIGTERM")) -> None:
+        """
+        Args:
+            signals: the signals that save a checkpoint and stop; empty to leave them to Lightning.
+        """
+        unknown = [name for name in signals if name not in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")]
+        if unknown:
+            raise InvalidConfigError(
+                f"interrupt.signals: {unknown} not supported: choose from SIGINT, SIGTERM, SIGUSR1, SIGUSR2"
+            )
+        self.signals = [signal.Signals[name] for name in signals]
+        self.received: signal.Signals | None = None
+        self._saved: tuple[Path, int] | None = None
+        self._previous_handlers: dict[signal.Signals, Any] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            return
+        self.received = None
+        self._saved = None
+        for signum in self.signals:
+            self._previous_handlers[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            self._restore_handlers()
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum)
+        rank_zero_info(f"\n{self.received.name} received: saving last.ckpt after the current training batch")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.received is not None and self._saved is None:
+            path = last_checkpoint_path(trainer)
+            trainer.save_checkpoint(path)
+            self._saved = (path, trainer.global_step)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._stop_if_saved()
+
+    def _stop_if_saved(self) -> None:
+        if self._saved is None or self.received is None:
+            return
+        self._restore_handlers()
+        path, step = self._saved
+        raise TrainingInterrupted(
+            f"training stopped by {self.received.name} after step {step}: saved {path}; continue it with "
+            "--ckpt_path last",
+            self.received.value,
+        )
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+        self._stop_if_saved()  # the signal came during the last step
+
+
+class NonFiniteGuard(Callback):
+    """Stops a fit on a non-finite gradient before any checkpoint holds the damage, or skips such steps.
+
+    A non-finite loss gives non-finite gradients through backward, so the check reads the total gradient norm after
+    backward and before the optimizer step (one fused reduction on the device).
+
+    ``stop`` (default) adds no host-device sync per step: the first bad step is recorded on the device and read on
+    the host every ``check_every_n_steps`` steps and before every checkpoint save; a bad step vetoes the save, so the
+    checkpoints on disk all predate it. ``skip`` reads the flag on the host every step (one sync per step, the price of
+    deciding before the update), drops the gradients of a bad step so the optimizer leaves weights and moments
+    untouched (the step counter and LR schedule still advance), and counts the skips.
+    """
+
+    def __init__(
+        self, action: Literal["stop", "skip"] = "stop", check_every_n_steps: int | None = None, max_skips: int = 10
+    ) -> None:
+        """
+        Args:
+            action: "stop" ends the fit with an error; "skip" drops the step's update and goes on.
+            check_every_n_steps: how often "stop" reads the device flag (default: trainer.log_every_n_steps).
+            max_skips: with "skip", stop once more than this many steps were skipped (the run is diverging).
+        """
+        if check_every_n_steps is not None and check_every_n_steps <= 0:
+            raise InvalidConfigError(f"nonfinite.check_every_n_steps must be positive, got {check_every_n_steps}")
+        if max_skips < 0:
+            raise InvalidConfigError(f"nonfinite.max_skips must be >= 0, got {max_skips}")
+        self.action = action
+        self.check_every_n_steps = check_every_n_steps
+        self.max_skips = max_skips
+        self.skipped_steps = 0
+        self.last_saved_step: int | None = None
+        self._step: torch.Tensor | None = None  # optimizer step counter, on the device
+        self._first_bad_step: torch.Tensor | None = None  # -1 while every step was finite
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._step = torch.tensor(trainer.global_step, device=pl_module.device)
+        self._first_bad_step = torch.tensor(-1, device=pl_module.device)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        finite = torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params]))
+        if self.action == "skip":
+            if trainer.strategy.reduce_boolean_decision(not bool(finite), all=False):  # bool(): host sync
+                self._skip(trainer, params)
+        else:
+            self._first_bad_step = torch.where(finite | (self._first_bad_step >= 0), self._first_bad_step, self._step)
+            self._step += 1
+
+    def _skip(self, trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> None:
+        for p in params:
+            p.grad = None  # the optimizer leaves parameters without a gradient alone
+        self.skipped_steps += 1
+        if self.skipped_steps > self.max_skips:
+            raise NonFiniteError(
+                f"non-finite gradients in {self.skipped_steps} steps (last at step {trainer.global_step}), more than "
+                f"nonfinite.max_skips={self.max_skips}: the run is diverging; lower --model.learning_rate or set "
+                "--trainer.gradient_clip_val, and resume with --ckpt_path last"
+            )
+        rank_zero_warn(f"step {trainer.global_step}: non-finite gradient, update skipped ({self.skipped_steps} so far)")
+
+    def check(self, trainer: pl.Trainer) -> None:
+        """Raise NonFiniteError if a step since the start of the fit had a non-finite gradient (reads the device)."""
+        if self._first_bad_step is None:
+            return
+        bad_step = int(self._first_bad_step)  # host sync
+        if not trainer.strategy.reduce_boolean_decision(bad_step >= 0, all=False):
+            return
+        kept = (
+            f"the newest checkpoint ({last_checkpoint_path(trainer)}, step {self.last_saved_step}) predates it"
+            if self.last_saved_step is not None
+            else "no checkpoint was written since the fit started"
+        )
+        raise NonFiniteError(
+            f"non-finite loss or gradient at step {bad_step}; training stopped at step {trainer.global_step} and "
+            f"{kept}: lower --model.learning_rate or set --trainer.gradient_clip_val and resume with --ckpt_path "
+            "last, or pass --nonfinite.action skip to drop such steps"
+        )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        every = self.check_every_n_steps or trainer.log_every_n_steps or 1
+        if self.action == "stop" and trainer.global_step % every == 0:
+            self.check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self.action == "stop":
+            self.check(trainer)  # raising here vetoes the save: it happens before anything is written
+        self.last_saved_step = checkpoint["global_step"]
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.action == "stop":
+            self.check(trainer)
+        elif self.skipped_steps:
+            rank_zero_info(f"non-finite gradients: {self.skipped_steps} steps skipped")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped_steps = state_dict.get("skipped_steps", 0)

@@ -1,0 +1,119 @@
+"""No lost work: atomic checkpoint writes, resume after SIGKILL, a checkpoint on SIGINT/SIGTERM, and the non-finite
+guard. The full randomized suite is `python -m lightning_trickster faults`; these are its CI-sized cases."""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO_ROOT, fit_args
+
+from lightning_trickster.checkpoint import read_checkpoint
+from lightning_trickster.cli import main
+from lightning_trickster.faults import InjectNonFiniteLoss, KillAtStep, SignalDuringStep, injector, logged_steps
+from lightning_trickster.reliability import AtomicCheckpointIO
+
+
+def last_ckpt(root: Path) -> Path:
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def run_cli_process(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=300)  # fmt: skip
+
+
+def test_a_crash_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 3, "state_dict": {"w": torch.ones(4)}}, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()  # not mkstemp's 0600
+
+    def dies_half_way(checkpoint, file):
+        file.write(b"PK\x03\x04 half a zip")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(io, "write", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"global_step": 6, "state_dict": {"w": torch.zeros(4)}}, path)
+    assert read_checkpoint(path)["global_step"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_sigkill_at_a_step_resumes_from_last_and_ends_like_an_uninterrupted_run(small_corpus, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    main(fit_args(small_corpus, straight, max_steps=6))
+    # A real SIGKILL right after step 5 completes: the step-6 checkpoint is never written.
+    process = run_cli_process(fit_args(small_corpus, killed, *injector(KillAtStep, step=5), max_steps=6))
+    assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
+    assert read_checkpoint(last_ckpt(killed))["global_step"] == 3  # lost 2 steps, less than the interval of 3
+
+    main(fit_args(small_corpus, killed, "--ckpt_path", "last", max_steps=6))
+
+    # The curve continues in the same run: steps the killed process logged after its checkpoint are purged.
+    assert logged_steps(killed) == list(range(6))
+    final, reference = read_checkpoint(last_ckpt(killed)), read_checkpoint(last_ckpt(straight))
+    assert final["global_step"] == 6
+    for name, tensor in reference["state_dict"].items():
+        torch.testing.assert_close(final["state_dict"][name], tensor, msg=name)
+
+
+def test_sigterm_saves_last_ckpt_after_the_running_step_and_exits_143(small_corpus, tmp_path):
+    process = run_cli_process(
+        fit_args(small_corpus, tmp_path, *injector(SignalDuringStep, step=1, signal_name="SIGTERM", delay_s=0.0))
+    )
+    assert process.returncode == 128 + signal.SIGTERM, process.stderr[-3000:]
+    message = process.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in process.stderr
+    assert message.startswith("error: training stopped by SIGTERM after step ")
+    stopped_after = int(message.split("after step ")[1].split(":")[0])
+    assert message.endswith(f"saved {last_ckpt(tmp_path)}; continue it with --ckpt_path last")
+    assert read_checkpoint(last_ckpt(tmp_path))["global_step"] == stopped_after < 6
+
+
+def test_ctrl_c_saves_last_ckpt_and_the_resumed_curve_has_no_gap(small_corpus, tmp_path, capsys):
+    # A real SIGINT, sent to this process by a timer thread once step 2 is done.
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(small_corpus, tmp_path, *injector(SignalDuringStep, step=2, signal_name="SIGINT", delay_s=0.0)))
+    assert exit_info.value.code == 128 + signal.SIGINT
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("error: training stopped by SIGINT after step")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    stopped_after = int(message.split("after step ")[1].split(":")[0])
+    assert read_checkpoint(last_ckpt(tmp_path))["global_step"] == stopped_after
+    assert 2 <= stopped_after < 6
+    main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last"))
+    assert logged_steps(tmp_path) == list(range(6))
+
+
+def test_a_nan_loss_stops_training_and_no_checkpoint_holds_it(small_corpus, tmp_path, capsys):
+    # Read on the host only every 7 steps: the NaN of step 4 poisons the weights, and the step-6 save is vetoed.
+    args = fit_args(small_corpus, tmp_path, "--nonfinite.check_every_n_steps", "7", *injector(InjectNonFiniteLoss, step=4),
+                    max_steps=9)  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: non-finite loss or gradient at step 4; training stopped at step 6")
+    assert f"the newest checkpoint ({last_ckpt(tmp_path)}, step 3) predates it" in err
+    checkpoint = read_checkpoint(last_ckpt(tmp_path))
+    assert checkpoint["global_step"] == 3
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+
+
+def test_skip_mode_drops_the_bad_update_counts_it_and_finishes(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, "--nonfinite.action", "skip", *injector(InjectNonFiniteLoss, step=4)))
+    checkpoint = read_checkpoint(last_ckpt(tmp_path))
+    assert checkpoint["global_step"] == 6
+    assert checkpoint["callbacks"]["NonFiniteGuard"] == {"skipped_steps": 1}
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
