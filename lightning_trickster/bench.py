@@ -208,8 +208,10 @@ def main(args: list[str]) -> None:
     }
     datamodule = cli.datamodule
     datamodule.setup("fit")
-    initial = copy.deepcopy(cli.model)
     steps, warmup = options["steps"], options["warmup_steps"]
+    initial = copy.deepcopy(cli.model)
+    # Both loops run warmup + steps optimizer steps: fit the LR warm-up into them (throughput does not depend on it).
+    initial.hparams.warmup_steps = min(initial.hparams.warmup_steps, warmup + steps)
     tokens = steps * trainer_settings["accumulate_grad_batches"] * datamodule.hparams.batch_size * datamodule.hparams.block_size
     raw_runs, lightning_runs = [], []
     for _ in range(options["repeats"]):  # interleaved, so drifts in machine load hit both alike
