@@ -225,6 +225,7 @@ def make_cli(args: Optional[list[str]], run: bool = True) -> TricksterCLI:
         args=args,
         run=run,
         parser_class=OneLineErrorParser,
+        parser_kwargs={"prog": "python -m lightning_trickster"},
         # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
         trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()], "enable_model_summary": False},
         save_config_kwargs={"overwrite": True},
