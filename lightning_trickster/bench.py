@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import resource
 import statistics
@@ -46,11 +47,12 @@ def parse_args(args: list[str]) -> argparse.Namespace:
 
 
 def generation_main(args: list[str]) -> None:
-    from lightning_trickster.cli import preset_model_config
+    from lightning_trickster.info import load_config, model_config
 
     options = parse_args(args)
+    shape, _ = model_config(load_config([options.config], []))
     torch.manual_seed(0)
-    model = NanoTrickster(preset_model_config(options.config, options.vocab_size)).eval()
+    model = NanoTrickster(dataclasses.replace(shape, vocab_size=options.vocab_size)).eval()
     device = "cpu"
     results = []
     for batch_size in options.batch_sizes:
@@ -152,8 +154,7 @@ def raw_seconds(module, datamodule, trainer_settings: dict[str, Any], steps: int
     """The same step as Lightning's, written out: forward, backward with accumulation, clip, AdamW, schedule."""
     device = torch.device("cuda" if trainer_settings["accelerator"] in ("cuda", "gpu") else "cpu")
     module.to(device).train()
-    if module._compile_enabled():
-        module.model.compile()
+    module.configure_model()  # compiles the model when the module's compile setting says so, as fit does
     optimizer, schedule = module.optimizer_and_schedule(warmup + steps)
     accumulate = trainer_settings["accumulate_grad_batches"]
     clip = trainer_settings["gradient_clip_val"]

@@ -8,7 +8,6 @@ import os
 import sys
 import tempfile
 import warnings
-from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn, Optional
@@ -22,7 +21,6 @@ from lightning_trickster.callbacks import PredictionWriter, RunSummary, SampleTe
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.data import ShakespeareDataModule
 from lightning_trickster.errors import HardwareError, TricksterError
-from lightning_trickster.model import NanoTricksterConfig
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.reliability import CheckpointOnSignal, NonFiniteGuard, use_atomic_checkpoint_io
 
@@ -59,13 +57,6 @@ def resolve_config_args(args: list[str]) -> list[str]:
         elif arg.startswith("--config="):
             resolved[i] = "--config=" + resolve_config(arg.split("=", 1)[1])
     return resolved
-
-
-def preset_model_config(config: str, vocab_size: int) -> NanoTricksterConfig:
-    """The model shape a preset or YAML file sets (class defaults for what it leaves out)."""
-    section = yaml.safe_load(Path(resolve_config(config)).read_text()).get("model") or {}
-    shape = {f.name: section[f.name] for f in fields(NanoTricksterConfig) if f.name in section}
-    return NanoTricksterConfig(**{"vocab_size": vocab_size, **shape})
 
 
 def default_logger(root: Path, resumed_run: Optional[Path], resumed_step: int = 0) -> dict[str, Any]:
