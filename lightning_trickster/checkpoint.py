@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 
 from lightning_trickster.errors import InvalidConfigError, TricksterError
-from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
+from lightning_trickster.model import SAMPLING_SETTINGS, NanoTrickster, NanoTricksterConfig
 from lightning_trickster.tokenizer import Tokenizer, tokenizer_from_state_dict
 
 DATAMODULE_KEY = "ShakespeareDataModule"
@@ -90,7 +90,7 @@ def load_trained_model(path: Path) -> TrainedModel:
     return TrainedModel(
         model=model.eval(),
         tokenizer=tokenizer_from_state_dict(tokenizer_state),
-        sampling={k: hparams.get(k) for k in ("max_new_tokens", "temperature", "top_k", "top_p")},
+        sampling={k: hparams.get(k) for k in SAMPLING_SETTINGS},
         step=checkpoint.get("global_step", 0),
         val_loss=float(scores[0]) if scores else None,
         path=path,

@@ -305,6 +305,10 @@ def sample_next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
+SAMPLING_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p")
+"""The generation settings stored with a model and accepted by check_sampling_settings."""
+
+
 def check_sampling_settings(
     max_new_tokens: int, temperature: float, top_k: Optional[int], top_p: Optional[float], vocab_size: int
 ) -> None:

@@ -14,7 +14,7 @@ from torchmetrics.text import Perplexity
 
 from lightning_trickster.checkpoint import check_same_architecture
 from lightning_trickster.errors import InvalidConfigError
-from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, check_sampling_settings
+from lightning_trickster.model import SAMPLING_SETTINGS, NanoTrickster, NanoTricksterConfig, check_sampling_settings
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -189,7 +189,7 @@ class NanoTricksterModule(pl.LightningModule):
         return {"prompts": batch["prompts"], "tokens": new_tokens[:, prompt_tokens.size(1) :]}
 
     def sampling_settings(self) -> dict[str, Any]:
-        return {k: self.hparams[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p")}
+        return {k: self.hparams[k] for k in SAMPLING_SETTINGS}
 
     def on_predict_start(self) -> None:
         # Seeded from seed_everything, so --seed_everything makes predictions reproducible.

@@ -11,7 +11,7 @@ import torch
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
 from lightning_trickster.errors import TricksterError
-from lightning_trickster.model import NanoTrickster, check_sampling_settings
+from lightning_trickster.model import SAMPLING_SETTINGS, NanoTrickster, check_sampling_settings
 
 
 def parse_args(args: list[str]) -> argparse.Namespace:
@@ -92,7 +92,7 @@ def main(args: list[str]) -> None:
     options = parse_args(args)
     checkpoints = find_checkpoints(options.ckpt_dir)
     vocab_size = checkpoints[0].model.config.vocab_size
-    settings = {k: getattr(options, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p")}
+    settings = {k: getattr(options, k) for k in SAMPLING_SETTINGS}
     check_sampling_settings(**settings, vocab_size=vocab_size)
     stages = [untrained_twin(checkpoints[0], options.seed), *checkpoints]
     width = options.width or shutil.get_terminal_size((120, 40)).columns
