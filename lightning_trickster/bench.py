@@ -214,12 +214,14 @@ def main(args: list[str]) -> None:
     # Both loops run warmup + steps optimizer steps: fit the LR warm-up into them (throughput does not depend on it).
     initial.hparams.warmup_steps = min(initial.hparams.warmup_steps, warmup + steps)
     tokens = steps * trainer_settings["accumulate_grad_batches"] * datamodule.hparams.batch_size * datamodule.hparams.block_size
-    raw_runs, lightning_runs = [], []
-    for _ in range(options["repeats"]):  # interleaved, so drifts in machine load hit both alike
-        pl.seed_everything(0, verbose=False)
-        raw_runs.append(raw_seconds(copy.deepcopy(initial), datamodule, trainer_settings, steps, warmup))
-        pl.seed_everything(0, verbose=False)
-        lightning_runs.append(lightning_seconds(copy.deepcopy(initial), datamodule, trainer_settings, steps, warmup))
+    timed = {"raw": (raw_seconds, []), "lightning": (lightning_seconds, [])}
+    for repeat in range(options["repeats"]):
+        # Interleaved, with the order swapped every repeat, so drifts in machine load hit both loops alike.
+        for loop in ("raw", "lightning") if repeat % 2 == 0 else ("lightning", "raw"):
+            run, seconds = timed[loop]
+            pl.seed_everything(0, verbose=False)
+            seconds.append(run(copy.deepcopy(initial), datamodule, trainer_settings, steps, warmup))
+    raw_runs, lightning_runs = timed["raw"][1], timed["lightning"][1]
     raw_tps, lightning_tps = tokens / statistics.median(raw_runs), tokens / statistics.median(lightning_runs)
     device = torch.device("cuda" if accelerator in ("cuda", "gpu") else "cpu")
     model = initial.model.to(device).eval()
@@ -238,6 +240,7 @@ def main(args: list[str]) -> None:
         "train_tokens_per_sec": round(lightning_tps, 1),
         "raw_tokens_per_sec": round(raw_tps, 1),
         "lightning_vs_raw": round(lightning_tps / raw_tps, 4),
+        "lightning_vs_raw_per_repeat": [round(raw / light, 4) for raw, light in zip(raw_runs, lightning_runs)],
         "ms_per_step": round(1000 * statistics.median(lightning_runs) / steps, 2),
         "mfu": round(lightning_tps * flops_per_token(model.config, parameters) / peak, 4) if peak else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1),

@@ -14,7 +14,7 @@ BENCH_KEYS = {
 def test_bench_prints_and_writes_its_json(small_corpus, tmp_path, capsys):
     output = tmp_path / "bench.json"
     main(["bench", "--config", "cpu.yaml", "--data.path", str(small_corpus), *TINY_MODEL_ARGS,
-          "--bench.steps", "2", "--bench.warmup_steps", "1", "--bench.repeats", "1", "--bench.gen_tokens", "4",
+          "--bench.steps", "2", "--bench.warmup_steps", "1", "--bench.repeats", "2", "--bench.gen_tokens", "4",
           "--bench.output", str(output)])  # fmt: skip
     last_line = capsys.readouterr().out.strip().splitlines()[-1]
     printed = json.loads(last_line)
@@ -22,6 +22,7 @@ def test_bench_prints_and_writes_its_json(small_corpus, tmp_path, capsys):
     assert printed == json.loads(output.read_text())
     assert printed["train_tokens_per_sec"] > 0 and printed["raw_tokens_per_sec"] > 0
     assert printed["lightning_vs_raw"] == round(printed["train_tokens_per_sec"] / printed["raw_tokens_per_sec"], 4)
+    assert len(printed["lightning_vs_raw_per_repeat"]) == 2  # one paired ratio per repeat shows the noise
     assert printed["mfu"] is None  # no published peak for a CPU
 
 
