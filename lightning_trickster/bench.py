@@ -1,8 +1,8 @@
 """Benchmarks that print their figures.
 
 `bench`: training throughput of Lightning's fit against a plain PyTorch loop on the same model, data and
-optimizer (interleaved in one process), plus MFU, memory and generation speed. `bench-generation`: KV-cache
-vs recomputing generation at several batch sizes."""
+optimizer (interleaved in one process), plus MFU, memory, generation speed and the step time of each AdamW
+implementation. `bench-generation`: KV-cache vs recomputing generation at several batch sizes."""
 
 from __future__ import annotations
 
@@ -186,6 +186,26 @@ def raw_seconds(module, datamodule, trainer_settings: dict[str, Any], steps: int
     return time.perf_counter() - start
 
 
+def adamw_step_ms(model: torch.nn.Module, device: torch.device, steps: int = 20) -> dict[str, float]:
+    """Median milliseconds per AdamW step of each implementation, interleaved, on a copy of the model."""
+    params = list(copy.deepcopy(model).parameters())
+    for param in params:
+        param.grad = torch.randn_like(param)
+    implementations = {"per_tensor": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    optimizers = {name: torch.optim.AdamW(params, lr=1e-6, **flags) for name, flags in implementations.items()}
+    for optimizer in optimizers.values():
+        optimizer.step()  # the first step allocates the moment buffers
+    times: dict[str, list[float]] = {name: [] for name in optimizers}
+    for _ in range(steps):
+        for name, optimizer in optimizers.items():
+            synchronize(device)
+            start = time.perf_counter()
+            optimizer.step()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: round(1000 * statistics.median(seconds), 3) for name, seconds in times.items()}
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -246,6 +266,7 @@ def main(args: list[str]) -> None:
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "gen_tokens_per_sec_cached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=True), 1),
         "gen_tokens_per_sec_uncached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=False), 1),
+        "adamw_step_ms": adamw_step_ms(model, device),
     }
     for key, value in result.items():
         print(f"{key:>28}: {value}")

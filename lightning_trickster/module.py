@@ -72,7 +72,7 @@ class NanoTricksterModule(pl.LightningModule):
             top_k: sample only among the k most likely tokens (None: all).
             top_p: sample from the smallest set of tokens holding probability top_p (None: all).
             compile: torch.compile the model for training (None: on for CUDA, off on CPU).
-            fused_optimizer: use the fused AdamW kernel (None: on for CUDA, off on CPU).
+            fused_optimizer: use the fused AdamW kernel (None: on for CUDA and CPU, off elsewhere).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -230,12 +230,13 @@ class NanoTricksterModule(pl.LightningModule):
         norm_weights = {id(p) for m in self.modules() if isinstance(m, torch.nn.RMSNorm) for p in m.parameters()}
         decay = [p for p in self.parameters() if id(p) not in norm_weights]
         no_decay = [p for p in self.parameters() if id(p) in norm_weights]
-        fused = self.device.type == "cuda" if hp.fused_optimizer is None else hp.fused_optimizer
+        # Fused AdamW measured 4x faster per optimizer step than the default on CPU too (README, Performance).
+        fused = self.device.type in ("cuda", "cpu") if hp.fused_optimizer is None else hp.fused_optimizer
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.learning_rate,
             betas=tuple(hp.betas),
-            fused=fused or None,  # None lets torch pick its default (foreach) implementation
+            fused=fused or None,  # None lets torch pick its default (foreach or per-tensor) implementation
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total_steps, hp.min_lr_ratio)

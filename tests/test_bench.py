@@ -23,6 +23,8 @@ def test_bench_prints_and_writes_its_json(small_corpus, tmp_path, capsys):
     assert printed["train_tokens_per_sec"] > 0 and printed["raw_tokens_per_sec"] > 0
     assert printed["lightning_vs_raw"] == round(printed["train_tokens_per_sec"] / printed["raw_tokens_per_sec"], 4)
     assert len(printed["lightning_vs_raw_per_repeat"]) == 2  # one paired ratio per repeat shows the noise
+    assert printed["adamw_step_ms"].keys() == {"per_tensor", "foreach", "fused"}  # what the fused default rests on
+    assert min(printed["adamw_step_ms"].values()) > 0
     assert printed["mfu"] is None  # no published peak for a CPU
 
 

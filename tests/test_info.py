@@ -47,7 +47,7 @@ def test_info_counts_match_the_real_model_and_read_the_corpus_vocabulary(capsys,
     out = info(capsys, "--config", "cpu.yaml", "--data.path", str(small_corpus), "--model.num_layers", "3")
     vocab = len(set(small_corpus.read_text()))
     counts = NanoTrickster(
-        NanoTricksterConfig(vocab_size=vocab, hidden_dim=128, num_layers=3, num_heads=4, mlp_dim=384, max_seq_len=128)
+        NanoTricksterConfig(vocab_size=vocab, hidden_dim=96, num_layers=3, num_heads=4, mlp_dim=256, max_seq_len=128)
     ).parameter_breakdown()
     assert f"vocab {vocab} (char tokenizer, distinct characters of {small_corpus}: {vocab})" in out
     assert re.search(rf"total +{counts['total']:,}$", out, re.MULTILINE)
