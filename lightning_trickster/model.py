@@ -264,18 +264,20 @@ class NanoTrickster(nn.Module):
         """
         max_len = self.config.max_seq_len
         cache = None
+        # self.forward, not self(...): it stays eager when the module was compiled for training, where every new
+        # context length would otherwise trigger a recompile until torch gives up on the graph.
         for _ in range(max_new_tokens):
             if not use_cache:
-                logits, _ = self(idx[:, -max_len:])
+                logits, _ = self.forward(idx[:, -max_len:])
             elif cache is None or cache.length == max_len:
                 keep = idx[:, -max_len:] if cache is None else idx[:, -(max_len // 2) :]
                 cache = KVCache(
                     len(self.blocks), idx.size(0), self.config.num_heads, max_len, self.config.head_dim,
                     self.embedding.weight,
                 )
-                logits, _ = self(keep, cache=cache)
+                logits, _ = self.forward(keep, cache=cache)
             else:
-                logits, _ = self(idx[:, -1:], cache=cache)
+                logits, _ = self.forward(idx[:, -1:], cache=cache)
             next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
             idx = torch.cat((idx, next_token), dim=1)
             yield next_token

@@ -101,3 +101,20 @@ def test_out_of_range_sampling_settings_are_rejected(settings, message):
     values = {"max_new_tokens": 10, "temperature": 1.0, "top_k": None, "top_p": None, **settings}
     with pytest.raises(InvalidConfigError, match=message):
         check_sampling_settings(**values, vocab_size=40)
+
+
+def test_generation_stays_eager_when_the_model_is_compiled_for_training(model):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    model.compile(backend="eager", dynamic=False)  # what configure_model does, minus the code generation
+    tokens = torch.randint(0, 40, (1, 5))
+    model(tokens)  # the compiled call, as training_step makes it
+    compiled_frames = counters["frames"]["ok"]
+    assert compiled_frames > 0
+    generated = model.generate(tokens, 30, temperature=0)  # 30 context lengths and a window slide
+    assert counters["frames"]["ok"] == compiled_frames  # no recompile per new length
+    eager = NanoTrickster(CONFIG).eval()
+    eager.load_state_dict(model.state_dict())
+    assert torch.equal(generated, eager.generate(tokens, 30, temperature=0))
+    torch._dynamo.reset()
