@@ -52,7 +52,9 @@ class TTStrategy(SingleDeviceStrategy):
         self._pending_loss: Any = None
         self._backward_since_step = False
         self._in_optimizer_step = False
-        self._sequence_cache: dict[int, np.ndarray] = {}
+        # The KVCache of the generation in progress and its token history. Held by reference and compared with `is`:
+        # keyed by id(), a freed cache's id can be reused by the next one and hand it a stale history.
+        self._generation_history: tuple[Any, np.ndarray | None] = (None, None)
 
     # Lightning hands every strategy the precision plugin built from --trainer.precision; map it onto the chip's.
     @property
@@ -126,7 +128,7 @@ class TTStrategy(SingleDeviceStrategy):
         if not self._device_open:
             return
         self.device_model, self._device_optimizers, self._pending_loss = None, [], None
-        self._sequence_cache.clear()
+        self._generation_history = (None, None)
         self._device_open = False
         self._ttml.autograd.AutoContext.get_instance().close_device()
 
@@ -348,9 +350,11 @@ class TTStrategy(SingleDeviceStrategy):
         """
         config = self._network().config
         if cache is not None:
-            history = self._sequence_cache.get(id(cache), idx.numpy()[:, :0])
+            owner, history = self._generation_history
+            if owner is not cache:  # a new generation, or the window slid and generation re-created the cache
+                history = idx.numpy()[:, :0]
             sequence = np.concatenate([history, idx.numpy()], axis=1)
-            self._sequence_cache = {id(cache): sequence}  # generation re-creates the cache when the window slides
+            self._generation_history = (cache, sequence)
             cache.length += idx.shape[1]
         else:
             sequence = idx.numpy()
