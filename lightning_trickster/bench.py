@@ -21,7 +21,8 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_trickster.errors import TricksterError
-from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
+from lightning_trickster.memory import attention_flops_per_token
+from lightning_trickster.model import NanoTrickster
 
 
 def measure_generation(model: NanoTrickster, batch_size: int, new_tokens: int, use_cache: bool, prompt_len: int = 16):
@@ -106,9 +107,10 @@ def split_bench_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     return options, rest
 
 
-def flops_per_token(config: NanoTricksterConfig, parameters: int) -> float:
-    """nanoGPT's estimate (PaLM appendix B): 6 N + 12 L H Q T per trained token."""
-    return 6 * parameters + 12 * config.num_layers * config.num_heads * config.head_dim * config.max_seq_len
+def nanogpt_flops_per_token(model: NanoTrickster, parameters: int) -> float:
+    """nanoGPT's MFU estimate (PaLM appendix B): 6 N over all N parameters, plus the attention term 12 L H Q T
+    that `info` uses too."""
+    return 6 * parameters + attention_flops_per_token(model)
 
 
 class StepTimer(pl.Callback):
@@ -262,7 +264,7 @@ def main(args: list[str]) -> None:
         "lightning_vs_raw": round(lightning_tps / raw_tps, 4),
         "lightning_vs_raw_per_repeat": [round(raw / light, 4) for raw, light in zip(raw_runs, lightning_runs)],
         "ms_per_step": round(1000 * statistics.median(lightning_runs) / steps, 2),
-        "mfu": round(lightning_tps * flops_per_token(model.config, parameters) / peak, 4) if peak else None,
+        "mfu": round(lightning_tps * nanogpt_flops_per_token(model, parameters) / peak, 4) if peak else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "gen_tokens_per_sec_cached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=True), 1),
         "gen_tokens_per_sec_uncached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=False), 1),
