@@ -1,1 +1,1 @@
-"""The bundled YAML presets, installed as the package lightning_trickster.configs so `--config nano.yaml` works anywhere."""
+"""The bundled YAML presets, installed as lightning_trickster.configs so `--config nano.yaml` works anywhere."""

@@ -221,7 +221,9 @@ def main(args: list[str]) -> None:
     options, cli_args = split_bench_args(args)
     cli = make_cli(resolve_config_args(cli_args), run=False)
     config = cli.config.trainer
-    accelerator = config.accelerator if config.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    accelerator = (
+        config.accelerator if config.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     trainer_settings = {
         "accelerator": accelerator,
         "precision": config.precision if config.precision is not None else "32-true",
@@ -235,7 +237,12 @@ def main(args: list[str]) -> None:
     initial = copy.deepcopy(cli.model)
     # Both loops run warmup + steps optimizer steps: fit the LR warm-up into them (throughput does not depend on it).
     initial.hparams.warmup_steps = min(initial.hparams.warmup_steps, warmup + steps)
-    tokens = steps * trainer_settings["accumulate_grad_batches"] * datamodule.hparams.batch_size * datamodule.hparams.block_size
+    tokens = (
+        steps
+        * trainer_settings["accumulate_grad_batches"]
+        * datamodule.hparams.batch_size
+        * datamodule.hparams.block_size
+    )
     timed = {"raw": (raw_seconds, []), "lightning": (lightning_seconds, [])}
     for repeat in range(options["repeats"]):
         # Interleaved, with the order swapped every repeat, so drifts in machine load hit both loops alike.
@@ -250,7 +257,9 @@ def main(args: list[str]) -> None:
     device = torch.device("cuda" if accelerator in ("cuda", "gpu") else "cpu")
     model = initial.model.to(device).eval()
     parameters = model.parameter_breakdown()["total"]
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    device_name = (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    )
     peak = next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in device_name), None)
     result = {
         "config": " ".join(cli_args),
@@ -264,7 +273,9 @@ def main(args: list[str]) -> None:
         "train_tokens_per_sec": lightning_tps,
         "raw_tokens_per_sec": raw_tps,
         "lightning_vs_raw": round(lightning_tps / raw_tps, 4),
-        "lightning_vs_raw_per_repeat": [round(raw / light, 4) for raw, light in zip(raw_runs, lightning_runs)],
+        "lightning_vs_raw_per_repeat": [
+            round(raw / light, 4) for raw, light in zip(raw_runs, lightning_runs, strict=False)
+        ],
         "ms_per_step": round(1000 * statistics.median(lightning_runs) / steps, 2),
         "mfu": round(lightning_tps * nanogpt_flops_per_token(model, parameters) / peak, 4) if peak else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -91,7 +92,7 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, filename: str = "predictions.jsonl") -> None:
         super().__init__(write_interval="batch")
         self.filename = filename
-        self.path: Optional[Path] = None
+        self.path: Path | None = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
@@ -102,14 +103,14 @@ class PredictionWriter(BasePredictionWriter):
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
         prediction: dict[str, Any],
-        batch_indices: Optional[Sequence[int]],
+        batch_indices: Sequence[int] | None,
         batch: Any,
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
         tokenizer = trainer.datamodule.tokenizer
         with self.path.open("a", encoding="utf-8") as out:
-            for prompt, tokens in zip(prediction["prompts"], prediction["tokens"]):
+            for prompt, tokens in zip(prediction["prompts"], prediction["tokens"], strict=False):
                 completion = tokenizer.decode(tokens)
                 print(f"--- {prompt!r}\n{prompt}{completion}\n", flush=True)
                 record = {
@@ -146,7 +147,7 @@ class SampleText(pl.Callback):
         self.prompts = list(prompts)
         self.every_n_steps = every_n_steps
         self.max_new_tokens = max_new_tokens
-        self._last_sampled_step: Optional[int] = None
+        self._last_sampled_step: int | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if isinstance(trainer.strategy, FSDPStrategy):
@@ -209,7 +210,7 @@ class SampleText(pl.Callback):
         pl_module.train(was_training)
         return (totals[0] / totals[1]).item()
 
-    def _sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prompts: Optional[list[str]] = None) -> None:
+    def _sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prompts: list[str] | None = None) -> None:
         self._last_sampled_step = trainer.global_step
         if not trainer.is_global_zero or not self.max_new_tokens or isinstance(trainer.strategy, FSDPStrategy):
             return  # under FSDP one process cannot run the sharded model alone (see on_fit_start)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -63,7 +63,7 @@ class TrainedModel:
     tokenizer: Tokenizer
     sampling: dict[str, Any]
     step: int
-    val_loss: Optional[float]
+    val_loss: float | None
     path: Path
 
 
@@ -84,8 +84,9 @@ def load_trained_model(path: Path) -> TrainedModel:
     scores = [
         state["current_score"]
         for name, state in checkpoint.get("callbacks", {}).items()
-        if name.startswith("ModelCheckpoint") and state.get("monitor") == "val/loss" and state.get("current_score")
-        is not None
+        if name.startswith("ModelCheckpoint")
+        and state.get("monitor") == "val/loss"
+        and state.get("current_score") is not None
     ]
     return TrainedModel(
         model=model.eval(),

@@ -10,10 +10,9 @@ import tempfile
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import yaml
-
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -59,7 +58,7 @@ def resolve_config_args(args: list[str]) -> list[str]:
     return resolved
 
 
-def default_logger(root: Path, resumed_run: Optional[Path], resumed_step: int = 0) -> dict[str, Any]:
+def default_logger(root: Path, resumed_run: Path | None, resumed_step: int = 0) -> dict[str, Any]:
     """TensorBoard under root/lightning_logs/version_N. A resumed fit keeps logging into the run it resumed, so
     its curves continue; events the interrupted run logged after its checkpoint (resumed_step) are purged, so no
     step appears twice. The hyper-parameters are logged once the random baseline is known (see SampleText),
@@ -84,10 +83,12 @@ def newest_last_checkpoint(root_dir: Path) -> Path:
 class OneLineErrorParser(LightningArgumentParser):
     """Reports a command-line mistake on one line, like every other error, instead of usage text plus the error."""
 
-    def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):  # jsonargparse's own debug switch
             super().error(message, ex)
-        sys.stderr.write(f"error: {' '.join(message.split())} (options: {self.prog.replace(' [options]', '')} --help)\n")
+        sys.stderr.write(
+            f"error: {' '.join(message.split())} (options: {self.prog.replace(' [options]', '')} --help)\n"
+        )
         self.exit(2)
 
 
@@ -121,7 +122,7 @@ class TricksterCLI(LightningCLI):
             return
         config = self.config[subcommand]
         root = Path(config.trainer.default_root_dir or ".")
-        resumed_run: Optional[Path] = None
+        resumed_run: Path | None = None
         resumed_step = 0
         if config.get("ckpt_path") == "last":
             # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
@@ -132,7 +133,6 @@ class TricksterCLI(LightningCLI):
                 resumed_step = read_checkpoint(checkpoint).get("global_step", 0)
         if config.trainer.logger in (None, True):
             config.trainer.logger = default_logger(root, resumed_run, resumed_step)
-
 
     def before_instantiate_classes(self) -> None:
         # The data module is built before the Trainer: report missing Tenstorrent software or hardware before a
@@ -164,7 +164,8 @@ class TricksterCLI(LightningCLI):
             return  # no checkpoint, or one of Lightning's own names: Lightning resolves it
         if not Path(ckpt_path).is_file():
             raise TricksterError(
-                f"checkpoint {ckpt_path} not found: pass an existing .ckpt file, or 'last' for the newest run's last.ckpt"
+                f"checkpoint {ckpt_path} not found: pass an existing .ckpt file, or 'last' for the newest run's "
+                "last.ckpt"
             )
         checkpoint = read_checkpoint(Path(ckpt_path))
         model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
@@ -208,7 +209,7 @@ def command_line_values(args: list[str], group: str) -> dict[str, Any]:
     return values
 
 
-def make_cli(args: Optional[list[str]], run: bool = True) -> TricksterCLI:
+def make_cli(args: list[str] | None, run: bool = True) -> TricksterCLI:
     """The LightningCLI every command goes through (args None: read sys.argv)."""
     return TricksterCLI(
         NanoTricksterModule,
@@ -262,7 +263,7 @@ def apply_verbosity(args: list[str]) -> list[str]:
     return args
 
 
-def main(args: Optional[list[str]] = None) -> None:
+def main(args: list[str] | None = None) -> None:
     """Entry point of `python -m lightning_trickster` and the `trickster` command."""
     from_command_line = args is None
     args = list(sys.argv[1:] if from_command_line else args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -46,7 +46,7 @@ class CompletionSession:
         self.settings = settings
         self.generator = torch.Generator().manual_seed(seed)
 
-    def read_prompt(self) -> Optional[str]:
+    def read_prompt(self) -> str | None:
         """Lines up to an empty line; None at end of input."""
         lines: list[str] = []
         while True:

@@ -7,9 +7,10 @@ import os
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -36,7 +37,7 @@ def download_tiny_shakespeare(cache_dir: Path, attempts: int = 3, timeout_s: flo
     if target.is_file() and _md5(target) == TINY_SHAKESPEARE_MD5:
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    last_error: Optional[Exception] = None
+    last_error: Exception | None = None
     for attempt in range(attempts):
         fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=".input.txt.")
         tmp = Path(tmp_name)
@@ -121,16 +122,16 @@ class ShakespeareDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        path: Optional[str] = None,
+        path: str | None = None,
         tokenizer: TokenizerName = "byte",
         block_size: int = 512,
         batch_size: int = 16,
         num_workers: int = 0,
         train_fraction: float = 0.9,
         cache_dir: str = "data/shakespeare",
-        prompts: Optional[list[str]] = None,
-        prompts_file: Optional[str] = None,
-        vocab: Optional[str] = None,
+        prompts: list[str] | None = None,
+        prompts_file: str | None = None,
+        vocab: str | None = None,
     ) -> None:
         """
         Args:
@@ -149,20 +150,20 @@ class ShakespeareDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         for name in ("block_size", "batch_size"):
-            if getattr(self, "hparams")[name] <= 0:
+            if self.hparams[name] <= 0:
                 raise InvalidConfigError(f"data.{name} must be positive, got {self.hparams[name]}")
         if num_workers < 0:
             raise InvalidConfigError(f"data.num_workers must be >= 0, got {num_workers}")
         if not 0.0 < train_fraction < 1.0:
             raise InvalidConfigError(f"data.train_fraction must be between 0 and 1, got {train_fraction}")
-        self._corpus_path: Optional[Path] = None
+        self._corpus_path: Path | None = None
         # The vocabulary size is needed now: the CLI links it into the model before setup() runs.
         if tokenizer == "byte":
             self.tokenizer: Tokenizer = ByteTokenizer()
         else:
             self.tokenizer = CharTokenizer(vocab) if vocab is not None else CharTokenizer.from_text(self._read_text())
-        self.train_tokens: Optional[torch.Tensor] = None
-        self.val_tokens: Optional[torch.Tensor] = None
+        self.train_tokens: torch.Tensor | None = None
+        self.val_tokens: torch.Tensor | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -262,10 +263,14 @@ class ShakespeareDataModule(pl.LightningDataModule):
         if self.hparams.prompts_file:
             prompts_file = Path(self.hparams.prompts_file)
             if not prompts_file.is_file():
-                raise DataError(f"prompts file {prompts_file} not found: pass --data.prompts_file with an existing file")
+                raise DataError(
+                    f"prompts file {prompts_file} not found: pass --data.prompts_file with an existing file"
+                )
             texts += [line for line in prompts_file.read_text(encoding="utf-8").splitlines() if line]
         if not texts:
-            raise InvalidConfigError("no prompts to complete: pass --data.prompts '[\"ROMEO:\"]' or --data.prompts_file")
+            raise InvalidConfigError(
+                "no prompts to complete: pass --data.prompts '[\"ROMEO:\"]' or --data.prompts_file"
+            )
         if any(not text for text in texts):
             raise InvalidConfigError("a prompt is empty: give every prompt at least one character")
         return texts

@@ -2,7 +2,8 @@
 
     from lightning_trickster.export import load_exported
     model, tokenizer, sampling = load_exported("exported/")
-    ids = model.generate(tokenizer.encode("ROMEO:").unsqueeze(0), 200, **{k: sampling[k] for k in ("temperature", "top_k", "top_p")})
+    settings = {k: sampling[k] for k in ("temperature", "top_k", "top_p")}
+    ids = model.generate(tokenizer.encode("ROMEO:").unsqueeze(0), 200, **settings)
     print(tokenizer.decode(ids[0]))
 
 Only torch, safetensors and the model/tokenizer classes are involved: no Trainer, no LightningModule.
@@ -50,7 +51,9 @@ def load_exported(directory: str | Path) -> tuple[NanoTrickster, Tokenizer, dict
     try:
         config = json.loads((directory / "config.json").read_text())
     except (OSError, ValueError) as err:
-        raise TricksterError(f"{directory}/config.json could not be read ({err}): pass a directory written by export") from None
+        raise TricksterError(
+            f"{directory}/config.json could not be read ({err}): pass a directory written by export"
+        ) from None
     if config.get("format") != FORMAT:
         raise TricksterError(f"{directory}/config.json is not a {FORMAT} export: pass a directory written by export")
     model = NanoTrickster(NanoTricksterConfig(**config["model"]))

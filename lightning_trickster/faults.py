@@ -111,11 +111,31 @@ def injector(cls: type, **init_args: Any) -> list[str]:
 
 
 TINY = [
-    "--model.hidden_dim", "32", "--model.num_layers", "2", "--model.num_heads", "2", "--model.mlp_dim", "64",
-    "--model.max_seq_len", "32", "--model.warmup_steps", "1", "--data.batch_size", "4",
-    "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--sampling.prompts", '["Line"]',
-    "--sampling.max_new_tokens", "8", "--seed_everything", "1337",
-]  # fmt: skip
+    "--model.hidden_dim",
+    "32",
+    "--model.num_layers",
+    "2",
+    "--model.num_heads",
+    "2",
+    "--model.mlp_dim",
+    "64",
+    "--model.max_seq_len",
+    "32",
+    "--model.warmup_steps",
+    "1",
+    "--data.batch_size",
+    "4",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--sampling.prompts",
+    '["Line"]',
+    "--sampling.max_new_tokens",
+    "8",
+    "--seed_everything",
+    "1337",
+]
 
 
 def write_corpus(path: Path) -> Path:
@@ -127,9 +147,23 @@ def write_corpus(path: Path) -> Path:
 
 
 def fit_command(corpus: Path, root: Path, max_steps: int, *extra: str) -> list[str]:
-    return ["fit", "--config", "cpu.yaml", "--data.path", str(corpus), "--trainer.default_root_dir", str(root),
-            "--trainer.max_steps", str(max_steps), "--trainer.val_check_interval", "3",
-            "--trainer.log_every_n_steps", "1", *TINY, *extra]  # fmt: skip
+    return [
+        "fit",
+        "--config",
+        "cpu.yaml",
+        "--data.path",
+        str(corpus),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.max_steps",
+        str(max_steps),
+        "--trainer.val_check_interval",
+        "3",
+        "--trainer.log_every_n_steps",
+        "1",
+        *TINY,
+        *extra,
+    ]
 
 
 @dataclass
@@ -160,28 +194,59 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
         return fit_command(corpus, runs, 3, *extra)
 
     def predict(*extra: str) -> list[str]:
-        return ["predict", "--config", "cpu.yaml", "--trainer.default_root_dir", str(runs),
-                "--trainer.enable_progress_bar", "false", "--ckpt_path", str(checkpoint),
-                "--data.prompts", '["Line"]', *extra]  # fmt: skip
+        return [
+            "predict",
+            "--config",
+            "cpu.yaml",
+            "--trainer.default_root_dir",
+            str(runs),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--ckpt_path",
+            str(checkpoint),
+            "--data.prompts",
+            '["Line"]',
+            *extra,
+        ]
 
     return [
         BadInput("missing data file", fit("--data.path", str(workspace / "missing.txt")), "not found"),
         BadInput("empty data file", fit("--data.path", str(workspace / "empty.txt")), "is empty"),
-        BadInput("corpus shorter than one window", fit("--data.path", str(workspace / "short.txt")), "shorter than one window"),
+        BadInput(
+            "corpus shorter than one window",
+            fit("--data.path", str(workspace / "short.txt")),
+            "shorter than one window",
+        ),
         BadInput("non-UTF-8 file, char tokenizer", fit("--data.path", str(workspace / "latin1.txt")), "not UTF-8"),
         BadInput("hidden_dim not divisible by num_heads", fit("--model.num_heads", "3"), "not divisible"),
         BadInput("odd head dim", fit("--model.hidden_dim", "6", "--model.num_heads", "2"), "is odd"),
         BadInput("non-positive size (num_layers 0)", fit("--model.num_layers", "0"), "num_layers must be a positive"),
         BadInput("non-positive size (batch_size -1)", fit("--data.batch_size", "-1"), "batch_size must be positive"),
-        BadInput("block size set apart from max_seq_len", fit("--data.block_size", "64"), "must be given via \"model.max_seq_len\""),
+        BadInput(
+            "block size set apart from max_seq_len",
+            fit("--data.block_size", "64"),
+            'must be given via "model.max_seq_len"',
+        ),
         BadInput("negative learning rate", fit("--model.learning_rate", "-0.001"), "learning_rate must be positive"),
         BadInput("warmup longer than the run", fit("--model.warmup_steps", "10"), "longer than the run"),
         BadInput("unknown config name", ["fit", "--config", "giant"], "config 'giant' not found"),
-        BadInput("corrupt checkpoint (random bytes)", fit("--ckpt_path", str(workspace / "random.ckpt")), "could not be read"),
-        BadInput("corrupt checkpoint (truncated)", predict("--ckpt_path", str(workspace / "truncated.ckpt")), "could not be read"),
+        BadInput(
+            "corrupt checkpoint (random bytes)", fit("--ckpt_path", str(workspace / "random.ckpt")), "could not be read"
+        ),
+        BadInput(
+            "corrupt checkpoint (truncated)",
+            predict("--ckpt_path", str(workspace / "truncated.ckpt")),
+            "could not be read",
+        ),
         BadInput("missing checkpoint file", fit("--ckpt_path", str(workspace / "missing.ckpt")), "not found"),
-        BadInput("checkpoint of another architecture", fit("--ckpt_path", str(checkpoint), "--model.hidden_dim", "64"), "different model shape"),
-        BadInput("prompt outside the char vocabulary", predict("--data.prompts", '["Zebra§"]'), "outside the char vocabulary"),
+        BadInput(
+            "checkpoint of another architecture",
+            fit("--ckpt_path", str(checkpoint), "--model.hidden_dim", "64"),
+            "different model shape",
+        ),
+        BadInput(
+            "prompt outside the char vocabulary", predict("--data.prompts", '["Zebra§"]'), "outside the char vocabulary"
+        ),
         BadInput("empty prompt", predict("--data.prompts", '[""]'), "prompt is empty"),
         BadInput("negative temperature", predict("--model.temperature", "-1"), "temperature must be >= 0"),
         BadInput("top_k < 0", predict("--model.top_k", "-1"), "top_k must be between 1"),
@@ -196,9 +261,17 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
             # A proxy that refuses connections: the real download path fails at once, as it does offline.
             env={"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"},
         ),
-        BadInput("unwritable output directory", fit("--trainer.default_root_dir", str(workspace / "a_file" / "runs")), "not writable"),
-        BadInput("accelerator tt without ttnn/ttml/chip", fit("--trainer.accelerator", "tt", "--trainer.strategy", "tt"), "cannot run here"),
-    ]  # fmt: skip
+        BadInput(
+            "unwritable output directory",
+            fit("--trainer.default_root_dir", str(workspace / "a_file" / "runs")),
+            "not writable",
+        ),
+        BadInput(
+            "accelerator tt without ttnn/ttml/chip",
+            fit("--trainer.accelerator", "tt", "--trainer.strategy", "tt"),
+            "cannot run here",
+        ),
+    ]
 
 
 @dataclass
@@ -320,8 +393,14 @@ def kill_at_step(corpus: Path, root: Path, max_steps: int, reference: Path, step
     intact = checkpoints_intact(root)
     equal, detail = resume_and_compare(corpus, root, max_steps, reference)
     saved = f"last.ckpt at step {kept}" if kept else "no checkpoint yet (restarted from step 0)"
-    return FaultResult("SIGKILL at a random step", f"killed after step {step}, {saved}; {detail}",
-                       "Traceback" in killed.stderr, step - kept, intact, equal)  # fmt: skip
+    return FaultResult(
+        "SIGKILL at a random step",
+        f"killed after step {step}, {saved}; {detail}",
+        "Traceback" in killed.stderr,
+        step - kept,
+        intact,
+        equal,
+    )
 
 
 def kill_during_save(corpus: Path, root: Path, max_steps: int, reference: Path, save_number: int) -> FaultResult:
@@ -335,15 +414,23 @@ def kill_during_save(corpus: Path, root: Path, max_steps: int, reference: Path, 
     # The save that was cut short belongs to the next validation step after `kept`.
     lost = min(kept + 3, max_steps) - kept
     equal, detail = resume_and_compare(corpus, root, max_steps, reference)
-    return FaultResult("SIGKILL during a checkpoint write",
-                       f"killed in save #{save_number}, last.ckpt at step {kept}, {leftovers} partial temp file(s) "
-                       f"left beside it; {detail}", "Traceback" in killed.stderr, lost, intact, equal)  # fmt: skip
+    return FaultResult(
+        "SIGKILL during a checkpoint write",
+        f"killed in save #{save_number}, last.ckpt at step {kept}, {leftovers} partial temp file(s) "
+        f"left beside it; {detail}",
+        "Traceback" in killed.stderr,
+        lost,
+        intact,
+        equal,
+    )
 
 
-def stop_with_signal(corpus: Path, root: Path, max_steps: int, reference: Path, name: str, step: int,
-                     delay_s: float) -> FaultResult:  # fmt: skip
-    stopped = run_cli(fit_command(corpus, root, max_steps, *injector(SignalDuringStep, step=step, signal_name=name,
-                                                                     delay_s=delay_s)))  # fmt: skip
+def stop_with_signal(
+    corpus: Path, root: Path, max_steps: int, reference: Path, name: str, step: int, delay_s: float
+) -> FaultResult:
+    stopped = run_cli(
+        fit_command(corpus, root, max_steps, *injector(SignalDuringStep, step=step, signal_name=name, delay_s=delay_s))
+    )
     lines = [line for line in stopped.stderr.splitlines() if line.strip()]
     message = lines[-1] if lines else ""
     clean = stopped.returncode == 128 + signal.Signals[name] and message.startswith(
@@ -353,15 +440,31 @@ def stop_with_signal(corpus: Path, root: Path, max_steps: int, reference: Path, 
     stopped_after = int(message.split("after step ")[1].split(":")[0]) if "after step " in message else None
     intact = checkpoints_intact(root)
     equal, detail = resume_and_compare(corpus, root, max_steps, reference)
-    return FaultResult(f"{name} during a step",
-                       f"signal {delay_s * 1000:.0f} ms after step {step}; exit {stopped.returncode}, stopped after "
-                       f"step {stopped_after}, last.ckpt at step {kept}; {detail}", "Traceback" in stopped.stderr,
-                       None if stopped_after is None else stopped_after - kept, intact, equal, clean)  # fmt: skip
+    return FaultResult(
+        f"{name} during a step",
+        f"signal {delay_s * 1000:.0f} ms after step {step}; exit {stopped.returncode}, stopped after "
+        f"step {stopped_after}, last.ckpt at step {kept}; {detail}",
+        "Traceback" in stopped.stderr,
+        None if stopped_after is None else stopped_after - kept,
+        intact,
+        equal,
+        clean,
+    )
 
 
 def nonfinite(corpus: Path, root: Path, max_steps: int, action: str, step: int) -> FaultResult:
-    run = run_cli(fit_command(corpus, root, max_steps, "--nonfinite.action", action,
-                              "--nonfinite.check_every_n_steps", "5", *injector(InjectNonFiniteLoss, step=step)))  # fmt: skip
+    run = run_cli(
+        fit_command(
+            corpus,
+            root,
+            max_steps,
+            "--nonfinite.action",
+            action,
+            "--nonfinite.check_every_n_steps",
+            "5",
+            *injector(InjectNonFiniteLoss, step=step),
+        )
+    )
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     kept = saved_step(root) or 0
     intact = checkpoints_intact(root)
@@ -374,8 +477,9 @@ def nonfinite(corpus: Path, root: Path, max_steps: int, action: str, step: int) 
         clean = run.returncode == 0 and kept == max_steps and skipped == 1
         detail = f"NaN loss at step {step}; exit {run.returncode}; finished at step {kept} with {skipped} step skipped"
         lost = 1 if clean else None  # the skipped step's update
-    return FaultResult(f"NaN loss, --nonfinite.action {action}", detail, "Traceback" in run.stderr, lost, intact, None,
-                       clean)  # fmt: skip
+    return FaultResult(
+        f"NaN loss, --nonfinite.action {action}", detail, "Traceback" in run.stderr, lost, intact, None, clean
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,11 +522,23 @@ def main(args: list[str]) -> None:
                 kill_at_step(corpus, workspace / f"kill{i}", max_steps, reference, rng.randrange(1, max_steps))
             )
         for i in range(options.save_kills):
-            results.append(kill_during_save(corpus, workspace / f"savekill{i}", max_steps, reference,
-                                            rng.randrange(2, 2 * (max_steps // 3))))  # fmt: skip
+            results.append(
+                kill_during_save(
+                    corpus, workspace / f"savekill{i}", max_steps, reference, rng.randrange(2, 2 * (max_steps // 3))
+                )
+            )
         for name in ("SIGINT", "SIGTERM"):
-            results.append(stop_with_signal(corpus, workspace / name, max_steps, reference, name,
-                                            rng.randrange(1, max_steps - 2), rng.uniform(0.0, 0.05)))  # fmt: skip
+            results.append(
+                stop_with_signal(
+                    corpus,
+                    workspace / name,
+                    max_steps,
+                    reference,
+                    name,
+                    rng.randrange(1, max_steps - 2),
+                    rng.uniform(0.0, 0.05),
+                )
+            )
         nan_step = rng.randrange(4, max_steps - 1)
         results.append(nonfinite(corpus, workspace / "nan_stop", max_steps, "stop", nan_step))
         results.append(nonfinite(corpus, workspace / "nan_skip", max_steps, "skip", nan_step))
@@ -438,8 +554,17 @@ def main(args: list[str]) -> None:
             verdict = "clean" if outcome.is_clean_error(case.expect) else "NOT CLEAN"
             print(f"  bad input, {case.name}: exit {outcome.exit_code}, {verdict}: {lines[-1] if lines else ''}")
 
-    rows = [["scenario", "cases", "clean errors", "tracebacks", "steps lost (max)", "checkpoints intact",
-             "resume = uninterrupted"]]  # fmt: skip
+    rows = [
+        [
+            "scenario",
+            "cases",
+            "clean errors",
+            "tracebacks",
+            "steps lost (max)",
+            "checkpoints intact",
+            "resume = uninterrupted",
+        ]
+    ]
     by_scenario: dict[str, list[FaultResult]] = {}
     for result in results:
         by_scenario.setdefault(result.scenario, []).append(result)
@@ -448,11 +573,28 @@ def main(args: list[str]) -> None:
         lost = [r.steps_lost for r in group if r.steps_lost is not None]
         clean = [r.clean_message for r in group if r.clean_message is not None]
         resumed = [r.resumed_equal for r in group if r.resumed_equal is not None]
-        rows.append([scenario, str(len(group)), f"{sum(clean)}/{len(clean)}" if clean else "-",
-                     str(sum(r.traceback for r in group)), str(max(lost)) if lost else "-",
-                     f"{intact[0]}/{intact[1]}", f"{sum(resumed)}/{len(resumed)}" if resumed else "-"])  # fmt: skip
-    rows.append(["bad inputs (CLI)", str(len(outcomes)), f"{sum(o.is_clean_error(c.expect) for c, o in outcomes)}/{len(outcomes)}",
-                 str(sum(o.traceback or "Traceback" in o.stderr for _, o in outcomes)), "-", "-", "-"])  # fmt: skip
+        rows.append(
+            [
+                scenario,
+                str(len(group)),
+                f"{sum(clean)}/{len(clean)}" if clean else "-",
+                str(sum(r.traceback for r in group)),
+                str(max(lost)) if lost else "-",
+                f"{intact[0]}/{intact[1]}",
+                f"{sum(resumed)}/{len(resumed)}" if resumed else "-",
+            ]
+        )
+    rows.append(
+        [
+            "bad inputs (CLI)",
+            str(len(outcomes)),
+            f"{sum(o.is_clean_error(c.expect) for c, o in outcomes)}/{len(outcomes)}",
+            str(sum(o.traceback or "Traceback" in o.stderr for _, o in outcomes)),
+            "-",
+            "-",
+            "-",
+        ]
+    )
     print()
     print_table(rows)
     print(f"\n{time.perf_counter() - started:.0f} s; rerun these fault points with --seed {seed}")

@@ -11,8 +11,8 @@ RoPE, GLU Variants Improve Transformer (Shazeer 2020) for SwiGLU, Llama for the 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -122,7 +122,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.hidden_dim, cfg.hidden_dim, bias=False)
 
     def forward(
-        self, x: torch.Tensor, rope: RotaryEmbedding, cache: Optional[KVCache] = None, layer: int = 0
+        self, x: torch.Tensor, rope: RotaryEmbedding, cache: KVCache | None = None, layer: int = 0
     ) -> torch.Tensor:
         batch, seq_len, hidden = x.shape
         q, k, v = self.qkv(x).split(hidden, dim=2)
@@ -161,7 +161,7 @@ class Block(nn.Module):
         self.residual_dropout = nn.Dropout(cfg.dropout)
 
     def forward(
-        self, x: torch.Tensor, rope: RotaryEmbedding, cache: Optional[KVCache] = None, layer: int = 0
+        self, x: torch.Tensor, rope: RotaryEmbedding, cache: KVCache | None = None, layer: int = 0
     ) -> torch.Tensor:
         x = x + self.residual_dropout(self.attn(self.attn_norm(x), rope, cache, layer))
         return x + self.residual_dropout(self.mlp(self.mlp_norm(x)))
@@ -190,8 +190,8 @@ class NanoTrickster(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(
-        self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None, cache: Optional[KVCache] = None
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx: (B, T) token ids. Returns logits (B, T, vocab) and, given targets, the mean cross-entropy
         over positions whose target is not -100."""
         seq_len = idx.size(1)
@@ -235,9 +235,9 @@ class NanoTrickster(nn.Module):
         idx: torch.Tensor,
         max_new_tokens: int,
         temperature: float = 1.0,
-        top_k: Optional[int] = None,
-        top_p: Optional[float] = None,
-        generator: Optional[torch.Generator] = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> torch.Tensor:
         """Continue each row of idx (B, T) by max_new_tokens tokens; returns (B, T + max_new_tokens).
@@ -251,9 +251,9 @@ class NanoTrickster(nn.Module):
         idx: torch.Tensor,
         max_new_tokens: int,
         temperature: float = 1.0,
-        top_k: Optional[int] = None,
-        top_p: Optional[float] = None,
-        generator: Optional[torch.Generator] = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> Iterator[torch.Tensor]:
         """Yield the next token of every row of idx (B, T), as (B, 1), max_new_tokens times.
@@ -272,7 +272,11 @@ class NanoTrickster(nn.Module):
             elif cache is None or cache.length == max_len:
                 keep = idx[:, -max_len:] if cache is None else idx[:, -(max_len // 2) :]
                 cache = KVCache(
-                    len(self.blocks), idx.size(0), self.config.num_heads, max_len, self.config.head_dim,
+                    len(self.blocks),
+                    idx.size(0),
+                    self.config.num_heads,
+                    max_len,
+                    self.config.head_dim,
                     self.embedding.weight,
                 )
                 logits, _ = self.forward(keep, cache=cache)
@@ -286,9 +290,9 @@ class NanoTrickster(nn.Module):
 def sample_next_token(
     logits: torch.Tensor,
     temperature: float = 1.0,
-    top_k: Optional[int] = None,
-    top_p: Optional[float] = None,
-    generator: Optional[torch.Generator] = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Draw one token id per row of logits (B, vocab); returns (B, 1)."""
     if temperature == 0:
@@ -312,7 +316,7 @@ SAMPLING_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p")
 
 
 def check_sampling_settings(
-    max_new_tokens: int, temperature: float, top_k: Optional[int], top_p: Optional[float], vocab_size: int
+    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, vocab_size: int
 ) -> None:
     """Raise InvalidConfigError naming the first sampling setting that is out of range."""
     if max_new_tokens < 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Optional
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -45,10 +45,10 @@ class NanoTricksterModule(pl.LightningModule):
         min_lr_ratio: float = 0.1,
         max_new_tokens: int = 200,
         temperature: float = 0.8,
-        top_k: Optional[int] = None,
-        top_p: Optional[float] = None,
-        compile: Optional[bool] = None,
-        fused_optimizer: Optional[bool] = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        compile: bool | None = None,
+        fused_optimizer: bool | None = None,
     ) -> None:
         """
         Args:
@@ -99,16 +99,16 @@ class NanoTricksterModule(pl.LightningModule):
         check_sampling_settings(max_new_tokens, temperature, top_k, top_p, vocab_size)
         self.val_loss = MeanMetric()
         self.val_perplexity = Perplexity(ignore_index=-100)
-        self._step_loss_sum: Optional[torch.Tensor] = None
+        self._step_loss_sum: torch.Tensor | None = None
         self._step_micro_batches = 0
         self._tokens_per_micro_batch = 0
         self._last_log_time = 0.0
         self._last_log_step = 0
-        self._predict_generator: Optional[torch.Generator] = None
-        self.checkpoint_step: Optional[int] = None
+        self._predict_generator: torch.Generator | None = None
+        self.checkpoint_step: int | None = None
         """Global step of the checkpoint the weights were loaded from, if any."""
 
-    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         return self.model(idx, targets)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -225,7 +225,9 @@ class NanoTricksterModule(pl.LightningModule):
         optimizer, schedule = self.optimizer_and_schedule(total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def optimizer_and_schedule(self, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    def optimizer_and_schedule(
+        self, total_steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         """AdamW with weight decay on matrices and embeddings (not norm weights), and the warmup-cosine schedule."""
         hp = self.hparams
         # By module type, not by p.dim(): FSDP flattens parameters into 1-D shards.

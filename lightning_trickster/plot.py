@@ -54,7 +54,7 @@ def plot_runs(runs: list[Path], output: Path) -> None:
             points = scalars.get(tag, [])
             if not points:
                 continue
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=False)
             name = f"{label} {tag.split('/')[0]}"
             by_step.plot(steps, values, style, color=color, alpha=0.55 if tag == "train/loss" else 1, label=name)
             if tokens_per_step:
@@ -64,7 +64,9 @@ def plot_runs(runs: list[Path], output: Path) -> None:
         uniform_losses.update(value for _, value in scalars.get("baseline/uniform_loss", []))
     for uniform_loss in sorted(uniform_losses):
         for axis in (by_step, by_tokens):
-            axis.axhline(uniform_loss, color="grey", linestyle=":", label=f"random baseline ln(vocab) = {uniform_loss:.2f}")
+            axis.axhline(
+                uniform_loss, color="grey", linestyle=":", label=f"random baseline ln(vocab) = {uniform_loss:.2f}"
+            )
     by_step.set_xlabel("optimizer step")
     by_tokens.set_xlabel("training tokens")
     by_step.set_ylabel("cross-entropy (nats per token)")

@@ -7,6 +7,7 @@ import math
 import shutil
 import textwrap
 from pathlib import Path
+
 import torch
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
@@ -41,7 +42,9 @@ def find_checkpoints(ckpt_dir: Path) -> list[TrainedModel]:
         if loaded.step not in by_step or loaded.val_loss is not None and by_step[loaded.step].val_loss is None:
             by_step[loaded.step] = loaded
     if not by_step:
-        raise TricksterError(f"no *.ckpt files under {ckpt_dir}: train with fit first (cpu.yaml keeps every checkpoint)")
+        raise TricksterError(
+            f"no *.ckpt files under {ckpt_dir}: train with fit first (cpu.yaml keeps every checkpoint)"
+        )
     return [by_step[step] for step in sorted(by_step)]
 
 
@@ -77,7 +80,7 @@ def columns(blocks: list[tuple[str, str]], width: int) -> str:
         height = max(len(lines) for lines in wrapped)
         for lines in wrapped:
             lines += [" " * column_width] * (height - len(lines))
-        rows.append("\n".join(" | ".join(parts).rstrip() for parts in zip(*wrapped)))
+        rows.append("\n".join(" | ".join(parts).rstrip() for parts in zip(*wrapped, strict=False)))
     return "\n\n".join(rows)
 
 

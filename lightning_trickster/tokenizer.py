@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import codecs
-from typing import Callable, Literal, Union
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 
@@ -18,11 +19,11 @@ class ByteTokenizer:
     name = "byte"
     vocab_size = 256
 
-    def encode(self, text: Union[str, bytes]) -> torch.Tensor:
+    def encode(self, text: str | bytes) -> torch.Tensor:
         data = text if isinstance(text, bytes) else text.encode("utf-8")
         return torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
 
-    def decode(self, ids: Union[torch.Tensor, list[int]]) -> str:
+    def decode(self, ids: torch.Tensor | list[int]) -> str:
         # A sample may stop in the middle of a multi-byte character.
         return bytes(torch.as_tensor(ids, dtype=torch.uint8).tolist()).decode("utf-8", errors="replace")
 
@@ -60,7 +61,7 @@ class CharTokenizer:
             )
         return torch.tensor([self._ids[char] for char in text], dtype=torch.long)
 
-    def decode(self, ids: Union[torch.Tensor, list[int]]) -> str:
+    def decode(self, ids: torch.Tensor | list[int]) -> str:
         return "".join(self.vocab[i] for i in torch.as_tensor(ids).tolist())
 
     def incremental_decoder(self) -> Callable[[int], str]:
@@ -70,7 +71,7 @@ class CharTokenizer:
         return {"name": self.name, "vocab": self.vocab}
 
 
-Tokenizer = Union[ByteTokenizer, CharTokenizer]
+Tokenizer = ByteTokenizer | CharTokenizer
 
 
 def tokenizer_from_state_dict(state: dict) -> Tokenizer:

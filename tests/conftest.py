@@ -33,7 +33,9 @@ def shakespeare_path() -> Path:
 @pytest.fixture
 def small_corpus(tmp_path: Path) -> Path:
     """About 20 KB of varied English text: enough for 32-token windows in both splits."""
-    lines = [f"Line {i}: the quick brown fox jumps over the lazy dog, and {i * 7 % 13} birds sing.\n" for i in range(250)]
+    lines = [
+        f"Line {i}: the quick brown fox jumps over the lazy dog, and {i * 7 % 13} birds sing.\n" for i in range(250)
+    ]
     path = tmp_path / "corpus.txt"
     path.write_text("".join(lines), encoding="utf-8")
     return path

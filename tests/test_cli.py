@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fit_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import fit_args
 from lightning_trickster.cli import main
 
 TAGS = {"train/loss", "val/loss", "val/perplexity", "train/lr", "train/grad_norm", "train/tokens_per_sec"}
@@ -33,7 +33,7 @@ def test_fit_writes_checkpoints_and_tensorboard_events_with_the_documented_tags(
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "checkpoints").glob("best-step=*.ckpt"))
     logged = scalars(run)
-    assert TAGS <= logged.keys()
+    assert logged.keys() >= TAGS
     assert [step for step, _ in logged["train/loss"]] == list(range(6))
     assert [step for step, _ in logged["val/loss"]] == [0, 2, 5]  # step 0: the untrained model (random baseline)
     val_loss, val_ppl = logged["val/loss"][-1][1], logged["val/perplexity"][-1][1]
@@ -48,7 +48,9 @@ def test_resume_from_last_continues_at_the_saved_step_exactly(small_corpus, tmp_
     main(fit_args(small_corpus, straight, "--checkpoint.save_top_k", "-1", max_steps=6))
     # An interrupted run: it had written its step-3 checkpoint as last.ckpt when it stopped.
     (run_dir(interrupted) / "checkpoints").mkdir(parents=True)
-    shutil.copy(run_dir(straight) / "checkpoints" / "best-step=3.ckpt", run_dir(interrupted) / "checkpoints" / "last.ckpt")
+    shutil.copy(
+        run_dir(straight) / "checkpoints" / "best-step=3.ckpt", run_dir(interrupted) / "checkpoints" / "last.ckpt"
+    )
 
     main(fit_args(small_corpus, interrupted, "--ckpt_path", "last", max_steps=6))
 
@@ -110,8 +112,12 @@ def predict_args(root: Path, *extra: str) -> list[str]:
 def test_predict_writes_completions_as_json_lines_without_needing_the_corpus(small_corpus, tmp_path, capsys):
     main(fit_args(small_corpus, tmp_path / "run", max_steps=3))
     small_corpus.unlink()
-    main(predict_args(tmp_path / "run", "--data.prompts", '["Line 1", "the ", "Line 2"]', "--model.max_new_tokens", "12"))
-    records = [json.loads(line) for line in (run_dir(tmp_path / "run", 1) / "predictions.jsonl").read_text().splitlines()]
+    main(
+        predict_args(tmp_path / "run", "--data.prompts", '["Line 1", "the ", "Line 2"]', "--model.max_new_tokens", "12")
+    )
+    records = [
+        json.loads(line) for line in (run_dir(tmp_path / "run", 1) / "predictions.jsonl").read_text().splitlines()
+    ]
     assert sorted(r["prompt"] for r in records) == ["Line 1", "Line 2", "the "]
     assert all(len(r["completion"]) == 12 for r in records)
     # The command line beat the checkpoint's max_new_tokens (200); the rest came from the checkpoint.
@@ -158,11 +164,13 @@ def restore_lightning_log_levels():
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     yield
-    for logger, level in zip(loggers, levels):
+    for logger, level in zip(loggers, levels, strict=False):
         logger.setLevel(level)
 
 
-def test_quiet_prints_no_progress_summary_or_samples(small_corpus, tmp_path, caplog, capfd, restore_lightning_log_levels):
+def test_quiet_prints_no_progress_summary_or_samples(
+    small_corpus, tmp_path, caplog, capfd, restore_lightning_log_levels
+):
     main(["fit", *fit_args(small_corpus, tmp_path / "normal", max_steps=3)[1:]])
     assert any("random baseline" in record.getMessage() for record in caplog.records)
     caplog.clear()

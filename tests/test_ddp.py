@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT, fit_args
 from lightning.pytorch import seed_everything
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO_ROOT, fit_args
 from lightning_trickster.cli import main
 from lightning_trickster.data import ConsecutiveWindows, RandomWindows, ShakespeareDataModule
 from lightning_trickster.module import NanoTricksterModule

@@ -23,8 +23,9 @@ def last_ckpt(root: Path) -> Path:
 
 
 def run_cli_process(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+    )
 
 
 def test_a_crash_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
@@ -98,8 +99,14 @@ def test_ctrl_c_saves_last_ckpt_and_the_resumed_curve_has_no_gap(small_corpus, t
 
 def test_a_nan_loss_stops_training_and_no_checkpoint_holds_it(small_corpus, tmp_path, capsys):
     # Read on the host only every 7 steps: the NaN of step 4 poisons the weights, and the step-6 save is vetoed.
-    args = fit_args(small_corpus, tmp_path, "--nonfinite.check_every_n_steps", "7", *injector(InjectNonFiniteLoss, step=4),
-                    max_steps=9)  # fmt: skip
+    args = fit_args(
+        small_corpus,
+        tmp_path,
+        "--nonfinite.check_every_n_steps",
+        "7",
+        *injector(InjectNonFiniteLoss, step=4),
+        max_steps=9,
+    )
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
 
 from lightning_trickster import NanoTricksterModule, ShakespeareDataModule
 

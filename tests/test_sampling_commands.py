@@ -4,8 +4,8 @@ import io
 from pathlib import Path
 
 import pytest
-
 from conftest import fit_args
+
 from lightning_trickster.cli import main
 
 

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from conftest import TINY_MODEL_ARGS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY_MODEL_ARGS
 from lightning_trickster.cli import main
 
 
