@@ -1,10 +1,25 @@
-"""lightning_trickster: train NanoTrickster, a small character-level transformer, with PyTorch Lightning."""
+"""lightning_trickster: train NanoTrickster, a small transformer, from scratch with PyTorch Lightning.
 
-import lightning_tt.register  # noqa: F401  registers accelerator/strategy "tt" (no ttnn/ttml import)
+The Lightning pieces are imported on first use, so `lightning_trickster.model` and `lightning_trickster.export` stay
+plain PyTorch.
+"""
 
-from lightning_trickster.data import ShakespeareDataModule
-from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
-from lightning_trickster.module import NanoTricksterModule
+from importlib import import_module
+from typing import Any
 
-__all__ = ["NanoTrickster", "NanoTricksterConfig", "NanoTricksterModule", "ShakespeareDataModule"]
+__all__ = ["NanoTrickster", "NanoTricksterConfig", "NanoTricksterModule", "SamplingSettings", "ShakespeareDataModule"]
 __version__ = "0.1.0"
+
+_HOMES = {
+    "NanoTrickster": "lightning_trickster.model",
+    "NanoTricksterConfig": "lightning_trickster.model",
+    "SamplingSettings": "lightning_trickster.model",
+    "NanoTricksterModule": "lightning_trickster.module",
+    "ShakespeareDataModule": "lightning_trickster.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'lightning_trickster' has no attribute {name!r}")

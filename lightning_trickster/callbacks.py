@@ -18,6 +18,7 @@ from tensorboard.plugins.text.summary_v2 import text_pb
 
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster
+from lightning_trickster.module import tokens_per_optimizer_step
 
 
 def full_parameter_counts(pl_module: pl.LightningModule) -> dict[str, int]:
@@ -40,22 +41,25 @@ class RunSummary(pl.Callback):
         data = trainer.datamodule
         micro_batch = data.hparams.batch_size
         accumulation = trainer.accumulate_grad_batches
-        chips = getattr(trainer.strategy, "data_parallel_size", None)  # tt_ddp: one process drives a mesh
-        if chips:
-            global_batch = micro_batch * accumulation
+        devices = trainer.num_devices * trainer.num_nodes
+        # A strategy can drive several devices from one process (tt_ddp: one process, a mesh of chips): then each
+        # process's micro-batch is split over its devices.
+        devices_per_process = devices // trainer.world_size
+        global_batch = micro_batch * accumulation * trainer.world_size
+        tokens = tokens_per_optimizer_step(micro_batch, cfg.max_seq_len, accumulation, trainer.world_size)
+        if devices_per_process > 1:
             batch_line = (
-                f"batch: {micro_batch} windows per micro-batch = {micro_batch // chips} per chip x {chips} chips "
-                f"(one process) x {accumulation} accumulation = {global_batch} windows = "
-                f"{global_batch * cfg.max_seq_len:,} tokens per optimizer step"
+                f"batch: {micro_batch} windows per micro-batch = {micro_batch // devices_per_process} per device x "
+                f"{devices_per_process} devices per process x {trainer.world_size} processes x {accumulation} "
+                f"accumulation = {global_batch} windows = {tokens:,} tokens per optimizer step"
             )
         else:
-            global_batch = micro_batch * accumulation * trainer.world_size
             batch_line = (
                 f"batch: {micro_batch} windows per device x {accumulation} accumulation x {trainer.world_size} "
-                f"devices = {global_batch} windows = {global_batch * cfg.max_seq_len:,} tokens per optimizer step"
+                f"devices = {global_batch} windows = {tokens:,} tokens per optimizer step"
             )
         lines = [
-            f"device: {accelerator_name(trainer)} x {chips or trainer.world_size} ({trainer.precision} precision)",
+            f"device: {accelerator_name(trainer)} x {devices} ({trainer.precision} precision)",
             f"model: {cfg.num_layers} layers, hidden {cfg.hidden_dim}, {cfg.num_heads} heads, mlp {cfg.mlp_dim}, "
             f"context {cfg.max_seq_len}, vocab {cfg.vocab_size}",
             f"parameters: {counts['total']:,} (embedding {counts['embedding']:,}, output {counts['output']:,}, "
@@ -214,9 +218,9 @@ class SampleText(pl.Callback):
         self._last_sampled_step = trainer.global_step
         if not trainer.is_global_zero or not self.max_new_tokens or isinstance(trainer.strategy, FSDPStrategy):
             return  # under FSDP one process cannot run the sharded model alone (see on_fit_start)
-        copy_weights_to_host = getattr(trainer.strategy, "copy_weights_to_host", None)
-        if copy_weights_to_host is not None:  # an accelerator that trains its own copy of the weights (tt)
-            copy_weights_to_host()
+        # The weights as the strategy holds them: a strategy that trains a copy on its device (tt) brings it to the
+        # host here; for the others this copies the module's weights onto themselves.
+        pl_module.load_state_dict(trainer.strategy.lightning_module_state_dict())
         tokenizer = trainer.datamodule.tokenizer
         settings = {**pl_module.sampling_settings(), "max_new_tokens": self.max_new_tokens}
         generator = torch.Generator(device=pl_module.device).manual_seed(trainer.global_step)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from lightning_trickster.errors import InvalidConfigError, TricksterError
-from lightning_trickster.model import SAMPLING_SETTINGS, NanoTrickster, NanoTricksterConfig
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings, pick_fields
 from lightning_trickster.tokenizer import Tokenizer, tokenizer_from_state_dict
 
 DATAMODULE_KEY = "ShakespeareDataModule"
@@ -61,7 +61,7 @@ class TrainedModel:
 
     model: NanoTrickster
     tokenizer: Tokenizer
-    sampling: dict[str, Any]
+    sampling: SamplingSettings
     step: int
     val_loss: float | None
     path: Path
@@ -70,8 +70,7 @@ class TrainedModel:
 def load_trained_model(path: Path) -> TrainedModel:
     checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters", {})
-    shape = {f.name: hparams[f.name] for f in fields(NanoTricksterConfig) if f.name in hparams}
-    model = NanoTrickster(NanoTricksterConfig(**shape))
+    model = NanoTrickster(NanoTricksterConfig(**pick_fields(NanoTricksterConfig, hparams)))
     weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
@@ -91,7 +90,7 @@ def load_trained_model(path: Path) -> TrainedModel:
     return TrainedModel(
         model=model.eval(),
         tokenizer=tokenizer_from_state_dict(tokenizer_state),
-        sampling={k: hparams.get(k) for k in SAMPLING_SETTINGS},
+        sampling=SamplingSettings(**pick_fields(SamplingSettings, hparams)),
         step=checkpoint.get("global_step", 0),
         val_loss=float(scores[0]) if scores else None,
         path=path,

@@ -1,8 +1,13 @@
-"""The command line: LightningCLI for fit/validate/test/predict, with bundled presets and resume from `last`."""
+"""The one front door: `python -m lightning_trickster COMMAND` (or `trickster COMMAND`).
+
+One jsonargparse parser family: Lightning's fit, validate, test and predict come from LightningCLI, and every project
+command (lightning_trickster.commands) is a subcommand of the same parser, its options derived from its signature.
+`--config` takes a YAML path or a bundled preset's name; `--ckpt_path last` means the newest run's last.ckpt.
+"""
 
 from __future__ import annotations
 
-import importlib
+import contextvars
 import logging
 import os
 import sys
@@ -12,21 +17,37 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
+import lightning_tt.register  # noqa: F401  registers accelerator "tt" and strategies "tt", "tt_ddp" by name
+from jsonargparse import ActionConfigFile, set_parsing_settings
+from jsonargparse._link_arguments import skip_apply_links
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning_tt.errors import TTError
 
 from lightning_trickster.callbacks import PredictionWriter, RunSummary, SampleText
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
+from lightning_trickster.commands import COMMANDS, Preset
 from lightning_trickster.data import ShakespeareDataModule
 from lightning_trickster.errors import HardwareError, TricksterError
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.reliability import CheckpointOnSignal, NonFiniteGuard, use_atomic_checkpoint_io
+from lightning_trickster.runs import newest_last_checkpoint
 
+PROG = "python -m lightning_trickster"
+
+# --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring.
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
 # Lightning 2.6 calls a torch pytree API that newer torch deprecates: noise the user cannot act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-# Project commands (bench) build the CLI from their own share of the arguments on purpose.
-warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+
+
+class _DropLightningTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
 
 
 def bundled_configs() -> dict[str, Path]:
@@ -48,36 +69,15 @@ def resolve_config(value: str) -> str:
     )
 
 
-def resolve_config_args(args: list[str]) -> list[str]:
-    resolved = list(args)
-    for i, arg in enumerate(resolved):
-        if arg in ("-c", "--config") and i + 1 < len(resolved):
-            resolved[i + 1] = resolve_config(resolved[i + 1])
-        elif arg.startswith("--config="):
-            resolved[i] = "--config=" + resolve_config(arg.split("=", 1)[1])
-    return resolved
+_read_config_files = contextvars.ContextVar("read_config_files", default=True)
 
 
-def default_logger(root: Path, resumed_run: Path | None, resumed_step: int = 0) -> dict[str, Any]:
-    """TensorBoard under root/lightning_logs/version_N. A resumed fit keeps logging into the run it resumed, so
-    its curves continue; events the interrupted run logged after its checkpoint (resumed_step) are purged, so no
-    step appears twice. The hyper-parameters are logged once the random baseline is known (see SampleText),
-    with val/loss as their metric, instead of Lightning's placeholder hp_metric."""
-    init_args: dict[str, Any] = {"save_dir": str(root), "default_hp_metric": False}
-    if resumed_run is not None:
-        init_args.update(name=resumed_run.parent.name, version=resumed_run.name, purge_step=resumed_step)
-    return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init_args}
+class ActionPresetFile(ActionConfigFile):
+    """--config: a YAML file, or a bundled preset by name."""
 
-
-def newest_last_checkpoint(root_dir: Path) -> Path:
-    """The last.ckpt of the most recently written run under root_dir/lightning_logs."""
-    candidates = list(root_dir.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
-    if not candidates:
-        raise TricksterError(
-            f"--ckpt_path last: no run under {root_dir / 'lightning_logs'} has checkpoints/last.ckpt; "
-            "train with fit first, or pass a checkpoint file path"
-        )
-    return max(candidates, key=lambda path: path.stat().st_mtime)
+    def __call__(self, parser, cfg, values, option_string=None):
+        if _read_config_files.get():
+            super().__call__(parser, cfg, resolve_config(values), option_string)
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -92,7 +92,71 @@ class OneLineErrorParser(LightningArgumentParser):
         self.exit(2)
 
 
+def default_logger(root: Path, resumed_run: Path | None, resumed_step: int = 0) -> dict[str, Any]:
+    """TensorBoard under root/lightning_logs/version_N. A resumed fit keeps logging into the run it resumed, so
+    its curves continue; events the interrupted run logged after its checkpoint (resumed_step) are purged, so no
+    step appears twice. The hyper-parameters are logged once the random baseline is known (see SampleText),
+    with val/loss as their metric, instead of Lightning's placeholder hp_metric."""
+    init_args: dict[str, Any] = {"save_dir": str(root), "default_hp_metric": False}
+    if resumed_run is not None:
+        init_args.update(name=resumed_run.parent.name, version=resumed_run.name, purge_step=resumed_step)
+    return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init_args}
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before any work if the run's output directory cannot be created or written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise TricksterError(
+            f"output directory {directory} is not writable ({err.strerror or err}): pass --trainer.default_root_dir "
+            "a directory you can write to"
+        ) from None
+
+
+def check_accelerator(name: Any) -> None:
+    """Before the data module is built (a corpus download can come first): the requested accelerator must be usable
+    here. A registered accelerator that cannot start raises its own error naming the missing piece."""
+    if not isinstance(name, str) or name == "auto":
+        return
+    candidates = ["cuda", "mps"] if name == "gpu" else [name]
+    registered = [candidate for candidate in candidates if candidate in AcceleratorRegistry]
+    if registered and not any(AcceleratorRegistry.get(candidate).is_available() for candidate in registered):
+        raise HardwareError(f"accelerator {name!r} is not available on this machine: use --trainer.accelerator cpu")
+
+
 class TricksterCLI(LightningCLI):
+    def __init__(self, args: list[str] | None, quiet: bool = False, verbose: bool = False) -> None:
+        """args None: read sys.argv. quiet: no progress bar; verbose: Lightning's model summary too."""
+        self.quiet, self.verbose = quiet, verbose
+        super().__init__(
+            NanoTricksterModule,
+            ShakespeareDataModule,
+            args=args,
+            parser_class=OneLineErrorParser,
+            parser_kwargs={"prog": PROG, "description": DESCRIPTION},
+            # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
+            trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()], "enable_model_summary": False},
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+
+    @property
+    def project_command(self) -> str | None:
+        subcommand = self.config.get("subcommand")
+        return subcommand if subcommand in COMMANDS else None
+
+    # ------------------------------------------------------------------------------------------------ the parser
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c", "--config", action=ActionPresetFile,
+            help=f"A YAML file, or a bundled preset by name ({', '.join(sorted(bundled_configs()))}); repeatable.",
+        )  # fmt: skip
+        return parser
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The model's context length is the one place the sequence length is set.
         parser.link_arguments("model.max_seq_len", "data.block_size")
@@ -114,11 +178,31 @@ class TricksterCLI(LightningCLI):
             }
         )
 
-    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        super().parse_arguments(parser, args)
+    def _training_options_parser(self) -> LightningArgumentParser:
+        """What `fit` parses, without fit's own --ckpt_path: the parser of every command that reads a preset."""
+        parser = self.init_parser(prog=f"{PROG} fit")
+        self._add_arguments(parser)
+        return parser
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)  # fit, validate, test, predict
+        self._command_options: dict[str, list[str]] = {}
+        for name, command in COMMANDS.items():
+            subparser = self._training_options_parser() if command.reads_preset else self.init_parser()
+            subparser.description = command.description
+            self._command_options[name] = subparser.add_function_arguments(
+                command.function, nested_key=command.options_group, skip={"preset"}, as_positional=command.positional
+            )
+            self._subcommand_parsers[name] = subparser
+            summary = " ".join(command.description.split("\n\n")[0].split())
+            parser._subcommands_action.add_subcommand(name, subparser, help=summary)
+
+    # ------------------------------------------------------------------------------------------------ parsing
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self._command_line = list(sys.argv[1:] if args is None else args)
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if not subcommand:
+        if not subcommand or self.project_command:
             return
         config = self.config[subcommand]
         root = Path(config.trainer.default_root_dir or ".")
@@ -134,32 +218,13 @@ class TricksterCLI(LightningCLI):
         if config.trainer.logger in (None, True):
             config.trainer.logger = default_logger(root, resumed_run, resumed_step)
 
-    def before_instantiate_classes(self) -> None:
-        # The data module is built before the Trainer: report missing Tenstorrent software or hardware before a
-        # corpus download, not after.
-        subcommand = self.config.get("subcommand")
-        config = self.config[subcommand] if subcommand else self.config
-        check_writable(Path(config.trainer.default_root_dir or "."))
-        if config.trainer.accelerator == "tt":
-            from lightning_tt import bridge
-
-            devices = config.trainer.devices
-            problem = bridge.setup_problem(devices_wanted=devices if isinstance(devices, int) else 1)
-            if problem:
-                raise HardwareError(problem)
-
-    def instantiate_trainer(self, **kwargs: Any) -> Any:
-        trainer = super().instantiate_trainer(**kwargs)
-        use_atomic_checkpoint_io(trainer)
-        return trainer
-
     def _parse_ckpt_path(self) -> None:
         """Take the model's shape and settings from the checkpoint, and the char vocabulary it was trained
         with; values typed on the command line (e.g. --model.temperature 0.5) still win.
 
         Replaces LightningCLI's version, which lets the checkpoint override the command line."""
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand and not self.project_command else None
         if not ckpt_path or ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry"):
             return  # no checkpoint, or one of Lightning's own names: Lightning resolves it
         if not Path(ckpt_path).is_file():
@@ -169,118 +234,93 @@ class TricksterCLI(LightningCLI):
             )
         checkpoint = read_checkpoint(Path(ckpt_path))
         model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-        model.update(command_line_values(self._command_line, "model"))
+        model.pop("vocab_size", None)  # linked from the data module's tokenizer, restored below
         data = {}
         tokenizer = checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
         if tokenizer:
             data["tokenizer"] = tokenizer["name"]
             if "vocab" in tokenizer:
                 data["vocab"] = tokenizer["vocab"]
-        data.update(command_line_values(self._command_line, "data"))
-        self.config = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
+        from_checkpoint = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
+        # The same command line again, without its config files: what was typed there wins over the checkpoint.
+        # (Links need their sources, which a parse without defaults lacks: jsonargparse skips them the same way when
+        # it reads a config file.)
+        token = _read_config_files.set(False)
+        try:
+            with skip_apply_links():
+                typed = self.parser.parse_args(self._command_line, defaults=False)
+        finally:
+            _read_config_files.reset(token)
+        typed = typed.as_dict()
+        typed[subcommand].pop("ckpt_path", None)  # "last" was resolved to a file above
+        self.config = self.parser.parse_object(typed, from_checkpoint)
+
+    def _set_seed(self) -> None:
+        if not self.project_command:  # project commands seed what they draw themselves
+            super()._set_seed()
+
+    # ------------------------------------------------------------------------------------------------ running
+    def before_instantiate_classes(self) -> None:
+        if self.project_command:
+            return
+        config = self.config[self.config.subcommand]
+        if self.quiet:
+            config.trainer.enable_progress_bar = False
+        if self.verbose:
+            config.trainer.enable_model_summary = True
+        check_writable(Path(config.trainer.default_root_dir or "."))
+        check_accelerator(config.trainer.accelerator)
+
+    def instantiate_classes(self) -> None:
+        if not self.project_command:  # project commands build what they need themselves
+            super().instantiate_classes()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoint_io(trainer)
+        return trainer
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        if not self.project_command:
+            super()._run_subcommand(subcommand)
+            return
+        command, config = COMMANDS[subcommand], self.config[subcommand]
+        option_keys = self._command_options[subcommand]
+        if command.reads_preset:
+            options = {key.rsplit(".", 1)[-1]: config[key] for key in option_keys}
+            training_config = config.clone()
+            for key in [command.options_group] if command.options_group else option_keys:
+                del training_config[key]
+            command.function(Preset(training_config, self._training_options_parser()), **options)
+        else:
+            built = self._subcommand_parsers[subcommand].instantiate_classes(config)
+            command.function(**{key: built[key] for key in option_keys})
 
 
-def check_writable(directory: Path) -> None:
-    """Fail before any work if the run's output directory cannot be created or written."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as err:
-        raise TricksterError(
-            f"output directory {directory} is not writable ({err.strerror or err}): pass --trainer.default_root_dir "
-            "a directory you can write to"
-        ) from None
+DESCRIPTION = """Train NanoTrickster from scratch and sample from it.
 
-
-def command_line_values(args: list[str], group: str) -> dict[str, Any]:
-    """The --group.name values given on the command line, parsed as YAML like jsonargparse does."""
-    values = {}
-    prefix = f"--{group}."
-    for i, arg in enumerate(args):
-        if not arg.startswith(prefix):
-            continue
-        name, sep, value = arg[len(prefix) :].partition("=")
-        if not sep:
-            if i + 1 >= len(args):
-                continue
-            value = args[i + 1]
-        values[name] = yaml.safe_load(value)
-    return values
-
-
-def make_cli(args: list[str] | None, run: bool = True) -> TricksterCLI:
-    """The LightningCLI every command goes through (args None: read sys.argv)."""
-    return TricksterCLI(
-        NanoTricksterModule,
-        ShakespeareDataModule,
-        args=args,
-        run=run,
-        parser_class=OneLineErrorParser,
-        parser_kwargs={"prog": "python -m lightning_trickster"},
-        # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
-        trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()], "enable_model_summary": False},
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
-
-
-# Project commands beside Lightning's fit/validate/test/predict: name -> "module:function", imported on use.
-# Each function takes the remaining command-line arguments (a list of strings).
-PROJECT_COMMANDS = {
-    "stages": "lightning_trickster.stages:main",
-    "complete": "lightning_trickster.complete:main",
-    "bench": "lightning_trickster.bench:main",
-    "bench-generation": "lightning_trickster.bench:generation_main",
-    "export": "lightning_trickster.export:main",
-    "plot": "lightning_trickster.plot:main",
-    "info": "lightning_trickster.info:main",
-    "sweep": "lightning_trickster.sweep:main",
-    "faults": "lightning_trickster.faults:main",
-}
-
-
-class _DropLightningTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
-
-
-def apply_verbosity(args: list[str]) -> list[str]:
-    """-q/--quiet: no progress bar, no run summary or samples (warnings and errors only); -v/--verbose: also
-    Lightning's layer-by-layer model summary. Returns the arguments without these switches."""
-    quiet = any(arg in ("-q", "--quiet") for arg in args)
-    verbose = any(arg in ("-v", "--verbose") for arg in args)
-    args = [arg for arg in args if arg not in ("-q", "--quiet", "-v", "--verbose")]
-    if quiet:
-        for name in ("lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        args += ["--trainer.enable_progress_bar", "false"]
-    if verbose:
-        args += ["--trainer.enable_model_summary", "true"]
-    return args
+Global switches, anywhere on the line: -q/--quiet (warnings and errors only, no progress bar), -v/--verbose
+(also Lightning's model summary), --debug (the traceback behind a one-line error; or TRICKSTER_DEBUG=1).
+Every command has --help."""
 
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of `python -m lightning_trickster` and the `trickster` command."""
     from_command_line = args is None
     args = list(sys.argv[1:] if from_command_line else args)
-    # --debug or TRICKSTER_DEBUG=1: show the traceback behind a one-line error.
-    debug = "--debug" in args or os.environ.get("TRICKSTER_DEBUG", "") not in ("", "0")
-    args = [arg for arg in args if arg != "--debug"]
+    switches = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose", "--debug": "debug"}
+    given = {switches[arg] for arg in args if arg in switches}
+    args = [arg for arg in args if arg not in switches]
+    debug = "debug" in given or os.environ.get("TRICKSTER_DEBUG", "") not in ("", "0")
+    if "quiet" in given:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        if args and args[0] in PROJECT_COMMANDS:
-            module_name, function_name = PROJECT_COMMANDS[args[0]].split(":")
-            getattr(importlib.import_module(module_name), function_name)(args[1:])
-            return
-        cli_args = resolve_config_args(apply_verbosity(args))
         if from_command_line:  # LightningCLI reads sys.argv itself (and warns when given both)
-            sys.argv[1:], cli_args = cli_args, None
-        make_cli(cli_args)
-    except TricksterError as err:
+            sys.argv[1:], args = args, None
+        TricksterCLI(args, quiet="quiet" in given, verbose="verbose" in given)
+    except (TricksterError, TTError) as err:
         if debug:
             raise
         sys.stderr.write(f"error: {err}\n")
-        raise SystemExit(err.exit_code) from None
+        raise SystemExit(getattr(err, "exit_code", 2)) from None

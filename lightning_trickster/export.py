@@ -1,9 +1,11 @@
-"""`export`: a checkpoint as `model.safetensors` + `config.json`, loadable with plain PyTorch for generation.
+"""Exported models: a checkpoint as `model.safetensors` + `config.json`, loadable with plain PyTorch for generation.
+
+    from dataclasses import asdict
 
     from lightning_trickster.export import load_exported
+
     model, tokenizer, sampling = load_exported("exported/")
-    settings = {k: sampling[k] for k in ("temperature", "top_k", "top_p")}
-    ids = model.generate(tokenizer.encode("ROMEO:").unsqueeze(0), 200, **settings)
+    ids = model.generate(tokenizer.encode("ROMEO:").unsqueeze(0), **asdict(sampling))
     print(tokenizer.decode(ids[0]))
 
 Only torch, safetensors and the model/tokenizer classes are involved: no Trainer, no LightningModule.
@@ -11,17 +13,15 @@ Only torch, safetensors and the model/tokenizer classes are involved: no Trainer
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from safetensors.torch import load_model, save_model
 
 from lightning_trickster.checkpoint import load_trained_model
 from lightning_trickster.errors import TricksterError
-from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings
 from lightning_trickster.tokenizer import Tokenizer, tokenizer_from_state_dict
 
 FORMAT = "nanotrickster-safetensors-v1"
@@ -37,7 +37,7 @@ def export_checkpoint(ckpt_path: Path, out_dir: Path) -> None:
             "format": FORMAT,
             "model": asdict(trained.model.config),
             "tokenizer": trained.tokenizer.state_dict(),
-            "sampling": trained.sampling,
+            "sampling": asdict(trained.sampling),
             "source": {"checkpoint": str(ckpt_path), "step": trained.step, "val_loss": trained.val_loss},
         }
         (out_dir / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
@@ -45,7 +45,7 @@ def export_checkpoint(ckpt_path: Path, out_dir: Path) -> None:
         raise TricksterError(f"cannot write the export to {out_dir} ({err.strerror}): pass a writable --out") from None
 
 
-def load_exported(directory: str | Path) -> tuple[NanoTrickster, Tokenizer, dict[str, Any]]:
+def load_exported(directory: str | Path) -> tuple[NanoTrickster, Tokenizer, SamplingSettings]:
     """The exported model in eval mode, its tokenizer and its default sampling settings."""
     directory = Path(directory)
     try:
@@ -58,17 +58,4 @@ def load_exported(directory: str | Path) -> tuple[NanoTrickster, Tokenizer, dict
         raise TricksterError(f"{directory}/config.json is not a {FORMAT} export: pass a directory written by export")
     model = NanoTrickster(NanoTricksterConfig(**config["model"]))
     load_model(model, str(directory / "model.safetensors"))
-    return model.eval(), tokenizer_from_state_dict(config["tokenizer"]), config["sampling"]
-
-
-def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lightning_trickster export",
-        description="Write a checkpoint's model as OUT/model.safetensors plus OUT/config.json (model shape, "
-        "tokenizer, sampling settings), loadable without Lightning via lightning_trickster.export.load_exported.",
-    )
-    parser.add_argument("--ckpt_path", required=True, type=Path, help="a .ckpt written by fit")
-    parser.add_argument("--out", required=True, type=Path, help="directory to write")
-    options = parser.parse_args(args)
-    export_checkpoint(options.ckpt_path, options.out)
-    print(f"exported {options.ckpt_path} to {options.out}/model.safetensors and {options.out}/config.json")
+    return model.eval(), tokenizer_from_state_dict(config["tokenizer"]), SamplingSettings(**config["sampling"])

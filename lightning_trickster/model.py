@@ -11,8 +11,9 @@ RoPE, GLU Variants Improve Transformer (Shazeer 2020) for SwiGLU, Llama for the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -311,19 +312,31 @@ def sample_next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-SAMPLING_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p")
-"""The generation settings stored with a model and accepted by check_sampling_settings."""
+@dataclass
+class SamplingSettings:
+    """How generation picks each next token; stored with a trained model as its defaults."""
+
+    max_new_tokens: int = 200
+    """Tokens generated per prompt."""
+    temperature: float = 0.8
+    """Sampling temperature; 0 picks the most likely token (greedy)."""
+    top_k: int | None = None
+    """Sample only among the k most likely tokens (None: all)."""
+    top_p: float | None = None
+    """Sample from the smallest set of tokens holding probability top_p (None: all)."""
+
+    def check(self, vocab_size: int) -> None:
+        """Raise InvalidConfigError naming the first setting that is out of range for this vocabulary."""
+        if self.max_new_tokens < 0:
+            raise InvalidConfigError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise InvalidConfigError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
+        if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
+            raise InvalidConfigError(f"top_k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InvalidConfigError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def check_sampling_settings(
-    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, vocab_size: int
-) -> None:
-    """Raise InvalidConfigError naming the first sampling setting that is out of range."""
-    if max_new_tokens < 0:
-        raise InvalidConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise InvalidConfigError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and not 1 <= top_k <= vocab_size:
-        raise InvalidConfigError(f"top_k must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise InvalidConfigError(f"top_p must be in (0, 1], got {top_p}")
+def pick_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of values that are fields of the dataclass cls (e.g. a model shape out of hyper-parameters)."""
+    return {f.name: values[f.name] for f in fields(cls) if f.name in values}

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.text import Perplexity
 
 from lightning_trickster.checkpoint import check_same_architecture
 from lightning_trickster.errors import InvalidConfigError
-from lightning_trickster.model import SAMPLING_SETTINGS, NanoTrickster, NanoTricksterConfig, check_sampling_settings
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -25,54 +27,42 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def tokens_per_optimizer_step(windows: int, window_length: int, accumulate: int, processes: int) -> int:
+    """Training tokens one optimizer step consumes: each process's micro-batches of `windows` windows."""
+    return windows * window_length * accumulate * processes
+
+
 class NanoTricksterModule(pl.LightningModule):
     def __init__(
         self,
-        vocab_size: int = 256,
-        hidden_dim: int = 256,
-        num_layers: int = 6,
-        num_heads: int = 8,
-        mlp_dim: int = 768,
-        max_seq_len: int = 512,
-        dropout: float = 0.0,
-        tie_embeddings: bool = True,
-        rope_theta: float = 10000.0,
-        norm_eps: float = 1e-6,
         learning_rate: float = 3e-4,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
-        max_new_tokens: int = 200,
-        temperature: float = 0.8,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        max_new_tokens: int = SamplingSettings.max_new_tokens,
+        temperature: float = SamplingSettings.temperature,
+        top_k: int | None = SamplingSettings.top_k,
+        top_p: float | None = SamplingSettings.top_p,
         compile: bool | None = None,
         fused_optimizer: bool | None = None,
+        **shape: Any,
     ) -> None:
         """
         Args:
-            vocab_size: number of token ids; the CLI links it from the data module's tokenizer.
-            hidden_dim: width of the residual stream.
-            num_layers: number of transformer blocks.
-            num_heads: attention heads (hidden_dim / num_heads must be an even integer).
-            mlp_dim: hidden width of the SwiGLU MLP.
-            max_seq_len: context length; also the training window length (data.block_size follows it).
-            dropout: dropout on attention probabilities and residual branches while training.
-            tie_embeddings: share the token embedding with the output projection.
-            rope_theta: base of the rotary embedding frequencies.
-            norm_eps: RMSNorm epsilon.
             learning_rate: peak AdamW learning rate, reached after warmup.
             weight_decay: AdamW weight decay, applied to matrices and embeddings only (not norms).
             betas: AdamW betas.
             warmup_steps: optimizer steps of linear LR warmup.
             min_lr_ratio: the cosine schedule decays to learning_rate * min_lr_ratio at trainer.max_steps.
-            max_new_tokens: tokens generated per prompt by predict and sampling.
+            max_new_tokens: tokens generated per prompt by predict (see SamplingSettings).
             temperature: sampling temperature; 0 is greedy.
             top_k: sample only among the k most likely tokens (None: all).
             top_p: sample from the smallest set of tokens holding probability top_p (None: all).
             compile: torch.compile the model for training (None: on for CUDA, off on CPU).
             fused_optimizer: use the fused AdamW kernel (None: on for CUDA and CPU, off elsewhere).
+            **shape: the model's shape, the fields of NanoTricksterConfig (hidden_dim, num_layers, ...; vocab_size
+                comes from the data module's tokenizer on the command line).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -82,26 +72,16 @@ class NanoTricksterModule(pl.LightningModule):
             raise InvalidConfigError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
         if not 0.0 <= min_lr_ratio <= 1.0:
             raise InvalidConfigError(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
-        self.model = NanoTrickster(
-            NanoTricksterConfig(
-                vocab_size=vocab_size,
-                hidden_dim=hidden_dim,
-                num_layers=num_layers,
-                num_heads=num_heads,
-                mlp_dim=mlp_dim,
-                max_seq_len=max_seq_len,
-                dropout=dropout,
-                tie_embeddings=tie_embeddings,
-                rope_theta=rope_theta,
-                norm_eps=norm_eps,
-            )
-        )
-        check_sampling_settings(max_new_tokens, temperature, top_k, top_p, vocab_size)
+        self.model = NanoTrickster(NanoTricksterConfig(**shape))
+        # Checkpoints describe the whole shape, also the fields a Python caller left at their defaults.
+        self.hparams.update(asdict(self.model.config))
+        self.sampling = SamplingSettings(max_new_tokens, temperature, top_k, top_p)
+        self.sampling.check(self.model.config.vocab_size)
         self.val_loss = MeanMetric()
         self.val_perplexity = Perplexity(ignore_index=-100)
         self._step_loss_sum: torch.Tensor | None = None
         self._step_micro_batches = 0
-        self._tokens_per_micro_batch = 0
+        self._micro_batch_shape = (0, 0)
         self._last_log_time = 0.0
         self._last_log_step = 0
         self._predict_generator: torch.Generator | None = None
@@ -136,7 +116,11 @@ class NanoTricksterModule(pl.LightningModule):
         if isinstance(self.trainer.strategy, FSDPStrategy):  # each rank holds a shard of every gradient
             grad_norm = self.trainer.strategy.reduce(grad_norm.square(), reduce_op="sum").sqrt()
         now = time.perf_counter()
-        tokens_per_step = self.trainer.accumulate_grad_batches * self.trainer.world_size * self._tokens_per_micro_batch
+        windows, window_length = self._micro_batch_shape
+        trainer = self.trainer
+        tokens_per_step = tokens_per_optimizer_step(
+            windows, window_length, trainer.accumulate_grad_batches, trainer.world_size
+        )
         tokens = (self.global_step + 1 - self._last_log_step) * tokens_per_step
         # Averaged over processes (one all-reduce per logging step); the other values are the same on every rank.
         self.log("train/loss", self._step_loss_sum / micro_batches, prog_bar=True, sync_dist=True)
@@ -156,7 +140,7 @@ class NanoTricksterModule(pl.LightningModule):
         self._last_log_time, self._last_log_step = time.perf_counter(), self.global_step
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._tokens_per_micro_batch = batch[1].numel()
+        self._micro_batch_shape = tuple(batch[1].shape)
 
     def on_validation_epoch_start(self) -> None:
         self._validation_start = time.perf_counter()
@@ -189,7 +173,7 @@ class NanoTricksterModule(pl.LightningModule):
         return {"prompts": batch["prompts"], "tokens": new_tokens[:, prompt_tokens.size(1) :]}
 
     def sampling_settings(self) -> dict[str, Any]:
-        return {k: self.hparams[k] for k in SAMPLING_SETTINGS}
+        return asdict(self.sampling)
 
     def on_predict_start(self) -> None:
         # Seeded from seed_everything, so --seed_everything makes predictions reproducible.
@@ -215,12 +199,10 @@ class NanoTricksterModule(pl.LightningModule):
         total_steps = self.trainer.max_steps
         if total_steps is None or total_steps <= 0:
             raise InvalidConfigError("set --trainer.max_steps: the learning-rate schedule decays over that many steps")
-        warmup_steps = self.hparams.warmup_steps
-        if warmup_steps > total_steps:
-            raise InvalidConfigError(
-                f"model.warmup_steps={warmup_steps} is longer than the run (trainer.max_steps={total_steps}): the "
-                "learning rate would never reach model.learning_rate; lower --model.warmup_steps or raise "
-                "--trainer.max_steps"
+        if self.hparams.warmup_steps > total_steps:
+            rank_zero_warn(
+                f"model.warmup_steps={self.hparams.warmup_steps} is longer than this run (trainer.max_steps="
+                f"{total_steps}): the learning rate will not reach its peak model.learning_rate"
             )
         optimizer, schedule = self.optimizer_and_schedule(total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

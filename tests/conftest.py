@@ -30,15 +30,18 @@ def shakespeare_path() -> Path:
     return SHARED_CORPUS
 
 
-@pytest.fixture
-def small_corpus(tmp_path: Path) -> Path:
+def write_small_corpus(path: Path) -> Path:
     """About 20 KB of varied English text: enough for 32-token windows in both splits."""
     lines = [
         f"Line {i}: the quick brown fox jumps over the lazy dog, and {i * 7 % 13} birds sing.\n" for i in range(250)
     ]
-    path = tmp_path / "corpus.txt"
     path.write_text("".join(lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    return write_small_corpus(tmp_path / "corpus.txt")
 
 
 def fit_args(corpus: Path, root: Path, *extra: str, max_steps: int = 6) -> list[str]:

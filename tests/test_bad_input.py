@@ -1,5 +1,5 @@
 """Every bad input of the reliability list ends in one `error: ...` line, a non-zero exit and no traceback, driven
-through the real CLI entry point. The case list is the fault suite's (lightning_trickster.faults)."""
+through the real CLI entry point. The case list is the fault suite's (tests/faults.py)."""
 
 import pickle
 from pathlib import Path
@@ -7,13 +7,13 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import fit_args
+from conftest import fit_args, write_small_corpus
+from faults import bad_input_cases, run_in_process
 
 import lightning_trickster.data as data_module
 from lightning_trickster import NanoTricksterModule, ShakespeareDataModule
 from lightning_trickster.cli import main
 from lightning_trickster.errors import InvalidConfigError
-from lightning_trickster.faults import bad_input_cases, run_in_process, write_corpus
 
 # Driven through the CLI by other test files already.
 COVERED_ELSEWHERE = {
@@ -27,7 +27,7 @@ COVERED_ELSEWHERE = {
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("bad_input")
-    corpus = write_corpus(root / "corpus.txt")  # the cases train on the same text, so the vocabulary matches
+    corpus = write_small_corpus(root / "corpus.txt")  # the cases train on the same text, so the vocabulary matches
     main(fit_args(corpus, root / "trained", max_steps=3))
     return root, next((root / "trained").glob("lightning_logs/version_0/checkpoints/last.ckpt"))
 

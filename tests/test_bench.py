@@ -29,8 +29,9 @@ def test_bench_prints_and_writes_its_json(small_corpus, tmp_path, capsys):
     assert printed["mfu"] is None  # no published peak for a CPU
 
 
-def test_bench_generation_reports_cache_speedup(capsys):
-    main(["bench-generation", "--config", "cpu.yaml", "--new_tokens", "6", "--batch_sizes", "1", "2"])
+def test_bench_generation_reports_cache_speedup(small_corpus, capsys):
+    main(["bench-generation", "--config", "cpu.yaml", "--data.path", str(small_corpus), "--new_tokens", "6",
+          "--batch_sizes", "[1, 2]"])  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["batch_size"] for r in summary["results"]] == [1, 2]
     for result in summary["results"]:

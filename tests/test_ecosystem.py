@@ -17,6 +17,7 @@ from conftest import fit_args
 from lightning_trickster import NanoTricksterModule
 from lightning_trickster.cli import main
 from lightning_trickster.export import load_exported
+from lightning_trickster.model import SamplingSettings
 
 SCALAR_TAGS = {"train/loss", "val/loss", "val/perplexity", "train/lr"}
 
@@ -114,7 +115,7 @@ def test_tensorboard_serves_the_logged_scalars_text_and_hparams(run, tensorboard
 
 def test_plot_draws_a_png_of_the_curves(run, tmp_path, capsys):
     output = tmp_path / "curves.png"
-    main(["plot", str(run), "-o", str(output)])
+    main(["plot", str(run), "--output", str(output)])
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert output.stat().st_size > 10_000
     assert f"wrote {output} (1 run)" in capsys.readouterr().out
@@ -138,4 +139,4 @@ def test_export_round_trips_to_identical_logits(run, tmp_path):
     with torch.no_grad():
         assert torch.equal(model(tokens)[0], lightning_model(tokens)[0])
     assert model.output.weight is model.embedding.weight  # still tied after loading
-    assert sampling == {"max_new_tokens": 200, "temperature": 0.8, "top_k": None, "top_p": None}
+    assert sampling == SamplingSettings(max_new_tokens=200, temperature=0.8, top_k=None, top_p=None)

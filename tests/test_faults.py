@@ -1,20 +1,19 @@
 """No lost work: atomic checkpoint writes, resume after SIGKILL, a checkpoint on SIGINT/SIGTERM, and the non-finite
-guard. The full randomized suite is `python -m lightning_trickster faults`; these are its CI-sized cases."""
+guard. The full randomized suite is `python tests/faults.py`; these are its CI-sized cases."""
 
 import os
 import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, fit_args
+from conftest import fit_args
+from faults import InjectNonFiniteLoss, KillAtStep, SignalDuringStep, injector, logged_steps, run_cli
 
 from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
-from lightning_trickster.faults import InjectNonFiniteLoss, KillAtStep, SignalDuringStep, injector, logged_steps
 from lightning_trickster.reliability import AtomicCheckpointIO
 
 
@@ -23,9 +22,7 @@ def last_ckpt(root: Path) -> Path:
 
 
 def run_cli_process(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
-    )
+    return run_cli(args, timeout_s=300)
 
 
 def test_a_crash_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from lightning_trickster.model import (
     KVCache,
     NanoTrickster,
     NanoTricksterConfig,
-    check_sampling_settings,
+    SamplingSettings,
     sample_next_token,
 )
 
@@ -100,7 +100,7 @@ def test_sampling_settings_restrict_the_candidates():
 def test_out_of_range_sampling_settings_are_rejected(settings, message):
     values = {"max_new_tokens": 10, "temperature": 1.0, "top_k": None, "top_p": None, **settings}
     with pytest.raises(InvalidConfigError, match=message):
-        check_sampling_settings(**values, vocab_size=40)
+        SamplingSettings(**values).check(vocab_size=40)
 
 
 def test_generation_stays_eager_when_the_model_is_compiled_for_training(model):

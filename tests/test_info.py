@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_trickster.cli import main
-from lightning_trickster.memory import (
+from lightning_trickster.commands.memory import (
     RunLayout,
     attention_flops_per_token,
     block_activation_bytes_per_token,
@@ -49,13 +49,13 @@ def test_info_counts_match_the_real_model_and_read_the_corpus_vocabulary(capsys,
     counts = NanoTrickster(
         NanoTricksterConfig(vocab_size=vocab, hidden_dim=96, num_layers=3, num_heads=4, mlp_dim=256, max_seq_len=128)
     ).parameter_breakdown()
-    assert f"vocab {vocab} (char tokenizer, distinct characters of {small_corpus}: {vocab})" in out
+    assert f"vocab {vocab} (char tokenizer)" in out  # the tokenizer's vocabulary: the corpus's distinct characters
     assert re.search(rf"total +{counts['total']:,}$", out, re.MULTILINE)
     assert re.search(rf"3 blocks +{counts['blocks']:,}$", out, re.MULTILINE)
 
 
-def test_info_without_a_corpus_says_which_vocabulary_it_assumed(capsys):
-    assert "assumed tiny Shakespeare: 65" in info(capsys, "--config", "cpu.yaml")
+def test_info_takes_the_vocabulary_from_the_configured_tokenizer(capsys):
+    assert "vocab 256 (byte tokenizer)" in info(capsys, "--config", "nano.yaml")
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,8 @@ def test_info_without_a_corpus_says_which_vocabulary_it_assumed(capsys):
             ["--config", "mega.yaml", "--trainer.precision", "64-true"],
             "precision '64-true' is not one info can estimate",
         ),
-        (["--config", "mega.yaml", "--optimizer.lr", "1"], "info does not know --optimizer.lr"),
+        (["--config", "mega.yaml", "--optimizer.lr", "1"], "Unrecognized arguments: --optimizer.lr"),
+        (["--config", "mega.yaml", "--measure", "-1"], "--measure must be >= 0"),
         (["--config", "mega.yaml", "--trainer.devices", "0"], "trainer.devices must be a positive integer"),
         (["--config", "nope.yaml"], "config 'nope.yaml' not found"),
     ],

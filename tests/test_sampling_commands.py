@@ -20,7 +20,7 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def test_stages_prints_every_checkpoint_by_step_beside_the_untrained_model(trained_run, capsys):
-    main(["stages", "--ckpt_dir", str(trained_run), "--prompt", "Line", "the", "--max_new_tokens", "20",
+    main(["stages", "--ckpt_dir", str(trained_run), "--prompt", "[Line, the]", "--sampling.max_new_tokens", "20",
           "--width", "200"])  # fmt: skip
     out = capsys.readouterr().out
     headings = [line for line in out.splitlines() if line.startswith("step 0")]
@@ -33,7 +33,7 @@ def test_stages_prints_every_checkpoint_by_step_beside_the_untrained_model(train
 
 
 def test_stages_samples_are_reproducible(trained_run, capsys):
-    args = ["stages", "--ckpt_dir", str(trained_run), "--prompt", "Line", "--max_new_tokens", "20"]
+    args = ["stages", "--ckpt_dir", str(trained_run), "--prompt", "Line", "--sampling.max_new_tokens", "20"]
     main(args)
     first = capsys.readouterr().out
     main(args)
@@ -56,7 +56,7 @@ def run_repl(ckpt: Path, typed: str, monkeypatch, capsys, *extra: str) -> str:
 def test_complete_continues_multi_line_input_and_changes_settings(trained_run, monkeypatch, capsys):
     ckpt = next(trained_run.rglob("last.ckpt"))
     typed = "Line 1: the\nLine 2\n\n:temperature 0\n:max_new_tokens 5\n:settings\nthe\n\n"
-    out = run_repl(ckpt, typed, monkeypatch, capsys, "--max_new_tokens", "8")
+    out = run_repl(ckpt, typed, monkeypatch, capsys, "--sampling.max_new_tokens", "8")
     assert "step 9" in out
     assert "Line 1: the\nLine 2" in out
     assert "max_new_tokens=5, temperature=0.0, top_k=None, top_p=None" in out

@@ -14,8 +14,8 @@ def test_sweep_trains_each_run_for_the_token_budget_and_writes_json_and_png(smal
     common = ["--data.path", str(small_corpus), *TINY_MODEL_ARGS, "--model.warmup_steps", "0"]
     main([
         "sweep", "--config", "cpu.yaml", "--tokens", "1000", "--evals", "2", "--out", str(out),
-        "--run", "narrow", "--model.hidden_dim 16 --model.mlp_dim 32",
-        "--run", "wide", "--model.hidden_dim 48 --model.mlp_dim 96",
+        "--runs.narrow", "--model.hidden_dim 16 --model.mlp_dim 32",
+        "--runs.wide", "--model.hidden_dim 48 --model.mlp_dim 96",
         *common,
     ])  # fmt: skip
     results = json.loads((out / "sweep.json").read_text())
@@ -38,9 +38,18 @@ def test_sweep_trains_each_run_for_the_token_budget_and_writes_json_and_png(smal
     assert "wrote 2 run JSON files" in capsys.readouterr().out
 
 
-def test_sweep_rejects_duplicate_run_names_in_one_line(capsys):
+def test_sweep_without_runs_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["sweep", "--tokens", "1000", "--run", "a", "", "--run", "a", ""])
+        main(["sweep", "--tokens", "1000", "--runs", "{}"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: run names must differ") and "\n" not in err
+    assert err.startswith("error: no runs to train") and "\n" not in err
+
+
+def test_a_run_with_a_bad_option_stops_the_sweep_before_any_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--tokens", "1000", "--out", str(tmp_path), "--runs.bad", "--model.hidden_dimm 8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "hidden_dimm" in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()

@@ -20,7 +20,7 @@ from functools import partial
 
 import torch
 
-from lightning_trickster.memory import RunLayout, estimate_memory
+from lightning_trickster.commands.memory import RunLayout, estimate_memory
 from lightning_trickster.model import Block, NanoTrickster, NanoTricksterConfig
 
 
@@ -77,7 +77,7 @@ def measure_in_fresh_process(config: dict, batch_size: int, precision: str, chec
     spec = json.dumps([config, batch_size, precision, checkpointing, steps])
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     result = subprocess.run(
-        [sys.executable, "-m", "lightning_trickster.measure", spec], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "lightning_trickster.commands.measure", spec], capture_output=True, text=True, env=env
     )
     if result.returncode != 0:
         raise RuntimeError(f"the measuring process failed:\n{result.stderr[-2000:]}")

@@ -6,10 +6,8 @@ implementation. `bench-generation`: KV-cache vs recomputing generation at severa
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
-import dataclasses
 import json
 import resource
 import statistics
@@ -20,9 +18,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lightning_trickster.errors import TricksterError
-from lightning_trickster.memory import attention_flops_per_token
+from lightning_trickster.commands.memory import attention_flops_per_token
+from lightning_trickster.commands.preset import Preset
+from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster
+from lightning_trickster.module import tokens_per_optimizer_step
 
 
 def measure_generation(model: NanoTrickster, batch_size: int, new_tokens: int, use_cache: bool, prompt_len: int = 16):
@@ -34,35 +34,32 @@ def measure_generation(model: NanoTrickster, batch_size: int, new_tokens: int, u
     return batch_size * new_tokens / (time.perf_counter() - start)
 
 
-def parse_args(args: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m lightning_trickster bench-generation",
-        description="Generation speed of a preset's model with and without the KV cache (random weights: speed "
-        "does not depend on them). Prints one line per setting and the results as JSON on the last line.",
-    )
-    parser.add_argument("--config", default="nano.yaml", help="preset name or YAML path (its model: section is used)")
-    parser.add_argument("--new_tokens", type=int, default=500)
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--vocab_size", type=int, default=256, help="vocabulary of the benchmarked model")
-    return parser.parse_args(args)
+def bench_generation(preset: Preset, new_tokens: int = 500, batch_sizes: int | list[int] = [1, 8]) -> None:  # noqa: B006
+    """Generation speed of a configuration's model with and without the KV cache.
 
+    Random weights (speed does not depend on them) of the configured shape and vocabulary. Prints one line per batch
+    size and the results as JSON on the last line.
 
-def generation_main(args: list[str]) -> None:
-    from lightning_trickster.info import load_config, model_config
-
-    options = parse_args(args)
-    shape, _ = model_config(load_config([options.config], []))
+    Args:
+        preset: the configuration, read as fit reads it (its model shape and tokenizer are used).
+        new_tokens: tokens generated per row.
+        batch_sizes: rows generated together, one measurement each (e.g. '[1, 8]').
+    """
+    batch_sizes = [batch_sizes] if isinstance(batch_sizes, int) else batch_sizes
+    if new_tokens <= 0 or any(size <= 0 for size in batch_sizes):
+        raise InvalidConfigError(f"--new_tokens and --batch_sizes must be positive, got {new_tokens}, {batch_sizes}")
     torch.manual_seed(0)
-    model = NanoTrickster(dataclasses.replace(shape, vocab_size=options.vocab_size)).eval()
+    module, _ = preset.instantiate()
+    model = module.model.eval()
     device = "cpu"
     results = []
-    for batch_size in options.batch_sizes:
-        cached = measure_generation(model, batch_size, options.new_tokens, use_cache=True)
-        uncached = measure_generation(model, batch_size, options.new_tokens, use_cache=False)
+    for batch_size in batch_sizes:
+        cached = measure_generation(model, batch_size, new_tokens, use_cache=True)
+        uncached = measure_generation(model, batch_size, new_tokens, use_cache=False)
         results.append(
             {
                 "batch_size": batch_size,
-                "new_tokens": options.new_tokens,
+                "new_tokens": new_tokens,
                 "gen_tokens_per_sec_cached": round(cached, 1),
                 "gen_tokens_per_sec_uncached": round(uncached, 1),
                 "cache_speedup": round(cached / uncached, 2),
@@ -74,7 +71,7 @@ def generation_main(args: list[str]) -> None:
             flush=True,
         )
     summary = {
-        "config": options.config,
+        "config": config_files(preset),
         "device": device,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -85,26 +82,12 @@ def generation_main(args: list[str]) -> None:
 
 # --- bench: Lightning fit vs a plain PyTorch loop on the same model, data and optimizer --------------------------
 
-BENCH_DEFAULTS = {"steps": 30, "warmup_steps": 5, "repeats": 2, "gen_tokens": 200, "output": "bench.json"}
-
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
 """Dense bf16 tensor-core peaks (vendor datasheets) for MFU; CPUs have no entry, so their MFU is reported as null."""
 
 
-def split_bench_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """--bench.NAME VALUE pairs for the harness; everything else is passed to the CLI as for fit."""
-    options, rest = dict(BENCH_DEFAULTS), []
-    items = iter(args)
-    for arg in items:
-        if arg.startswith("--bench."):
-            name, _, value = arg[len("--bench.") :].partition("=")
-            if name not in BENCH_DEFAULTS:
-                raise TricksterError(f"unknown option --bench.{name}: choose from {', '.join(BENCH_DEFAULTS)}")
-            value = value or next(items, "")
-            options[name] = value if name == "output" else int(value)
-        else:
-            rest.append(arg)
-    return options, rest
+def config_files(preset: Preset) -> list[str]:
+    return [str(path) for path in preset.config.get("config") or []]
 
 
 def nanogpt_flops_per_token(model: NanoTrickster, parameters: int) -> float:
@@ -214,16 +197,31 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS; Linux reports KiB
 
 
-def main(args: list[str]) -> None:
-    """`python -m lightning_trickster bench --config CFG [fit options] [--bench.steps N ...]`."""
-    from lightning_trickster.cli import make_cli, resolve_config_args
+def bench(
+    preset: Preset, steps: int = 30, warmup_steps: int = 5, repeats: int = 2, gen_tokens: int = 200,
+    output: Path = Path("bench.json"),
+) -> None:  # fmt: skip
+    """Training throughput of Lightning's fit against a plain PyTorch loop on the same model, data and optimizer.
 
-    options, cli_args = split_bench_args(args)
-    cli = make_cli(resolve_config_args(cli_args), run=False)
-    config = cli.config.trainer
-    accelerator = (
-        config.accelerator if config.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    Both loops run in this process, interleaved; also prints MFU, peak memory, generation speed and the step time
+    of each AdamW implementation, and writes the figures as JSON.
+
+    Args:
+        preset: the configuration, read as fit reads it.
+        steps: timed optimizer steps per loop and repeat.
+        warmup_steps: untimed optimizer steps before them.
+        repeats: how often each loop runs (alternating which goes first).
+        gen_tokens: tokens generated at batch 1 for the generation figures.
+        output: JSON file to write.
+    """
+    if min(steps, repeats, gen_tokens) <= 0 or warmup_steps < 0:
+        raise InvalidConfigError("--bench.steps, --bench.repeats and --bench.gen_tokens must be positive, "
+                                 "--bench.warmup_steps >= 0")  # fmt: skip
+    module, datamodule = preset.instantiate()
+    config = preset.config.trainer
+    accelerator = config.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
     trainer_settings = {
         "accelerator": accelerator,
         "precision": config.precision if config.precision is not None else "32-true",
@@ -231,20 +229,16 @@ def main(args: list[str]) -> None:
         "gradient_clip_val": config.gradient_clip_val,
         "log_every_n_steps": config.log_every_n_steps or 50,
     }
-    datamodule = cli.datamodule
     datamodule.setup("fit")
-    steps, warmup = options["steps"], options["warmup_steps"]
-    initial = copy.deepcopy(cli.model)
+    warmup = warmup_steps
+    initial = copy.deepcopy(module)
     # Both loops run warmup + steps optimizer steps: fit the LR warm-up into them (throughput does not depend on it).
     initial.hparams.warmup_steps = min(initial.hparams.warmup_steps, warmup + steps)
-    tokens = (
-        steps
-        * trainer_settings["accumulate_grad_batches"]
-        * datamodule.hparams.batch_size
-        * datamodule.hparams.block_size
-    )
+    hparams = datamodule.hparams
+    accumulate = trainer_settings["accumulate_grad_batches"]
+    tokens = steps * tokens_per_optimizer_step(hparams.batch_size, hparams.block_size, accumulate, processes=1)
     timed = {"raw": (raw_seconds, []), "lightning": (lightning_seconds, [])}
-    for repeat in range(options["repeats"]):
+    for repeat in range(repeats):
         # Interleaved, with the order swapped every repeat, so drifts in machine load hit both loops alike.
         for loop in ("raw", "lightning") if repeat % 2 == 0 else ("lightning", "raw"):
             run, seconds = timed[loop]
@@ -262,14 +256,14 @@ def main(args: list[str]) -> None:
     )
     peak = next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in device_name), None)
     result = {
-        "config": " ".join(cli_args),
+        "config": config_files(preset),
         "device": device_name,
         "torch": torch.__version__,
         "lightning": pl.__version__,
         "parameters": parameters,
         "precision": trainer_settings["precision"],
         "steps_timed": steps,
-        "repeats": options["repeats"],
+        "repeats": repeats,
         "train_tokens_per_sec": lightning_tps,
         "raw_tokens_per_sec": raw_tps,
         "lightning_vs_raw": round(lightning_tps / raw_tps, 4),
@@ -279,11 +273,11 @@ def main(args: list[str]) -> None:
         "ms_per_step": round(1000 * statistics.median(lightning_runs) / steps, 2),
         "mfu": round(lightning_tps * nanogpt_flops_per_token(model, parameters) / peak, 4) if peak else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1),
-        "gen_tokens_per_sec_cached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=True), 1),
-        "gen_tokens_per_sec_uncached": round(measure_generation(model, 1, options["gen_tokens"], use_cache=False), 1),
+        "gen_tokens_per_sec_cached": round(measure_generation(model, 1, gen_tokens, use_cache=True), 1),
+        "gen_tokens_per_sec_uncached": round(measure_generation(model, 1, gen_tokens, use_cache=False), 1),
         "adamw_step_ms": adamw_step_ms(model, device),
     }
     for key, value in result.items():
         print(f"{key:>28}: {value}")
-    Path(options["output"]).write_text(json.dumps(result, indent=2) + "\n")
+    output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

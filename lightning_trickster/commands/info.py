@@ -1,69 +1,18 @@
-"""`python -m lightning_trickster info --config mega.yaml`: parameters, memory per device, tokens and FLOPs.
-
-Reads the same YAML presets and --group.key overrides as fit, builds the model on the meta device (no memory,
-no corpus needed) and prints the exact parameter breakdown and the estimates of lightning_trickster.memory.
-`--measure` also trains a few steps of that shape on this machine and prints measured against estimated memory.
-"""
+"""`info`: exact parameters, memory per device, tokens and FLOPs of a training configuration."""
 
 from __future__ import annotations
 
-import argparse
-import inspect
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from lightning_trickster.cli import command_line_values, resolve_config
-from lightning_trickster.errors import InvalidConfigError, TricksterError
-from lightning_trickster.memory import RunLayout, estimate_memory, flops_per_token, parse_precision
-from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
-from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.commands.memory import RunLayout, estimate_memory, flops_per_token, parse_precision
+from lightning_trickster.commands.preset import Preset
+from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.model import NanoTrickster
+from lightning_trickster.module import tokens_per_optimizer_step
 
-TINY_SHAKESPEARE_CHARS = 65
 FSDP_CLASSES = ("FSDPStrategy", "ShardedStrategy")
-
-
-def load_config(config_paths: list[str], overrides: list[str], strict: bool = True) -> dict[str, Any]:
-    """The merged YAML files, then the --trainer.* / --model.* / --data.* values, like fit reads them.
-    strict: any other --argument is an error (for info; the sweep passes the rest on to fit)."""
-    config: dict[str, dict[str, Any]] = {"trainer": {}, "model": {}, "data": {}}
-    for path in config_paths:
-        loaded = yaml.safe_load(Path(resolve_config(path)).read_text()) or {}
-        for group in config:
-            config[group].update(loaded.get(group) or {})
-    unknown = [arg for arg in overrides if arg.startswith("--") and arg.split(".")[0][2:] not in config]
-    if unknown and strict:
-        raise TricksterError(f"info does not know {unknown[0]}: pass --config, --trainer.*, --model.* or --data.*")
-    for group in config:
-        config[group].update(command_line_values(overrides, group))
-    return config
-
-
-def model_config(config: dict[str, Any]) -> tuple[NanoTricksterConfig, str]:
-    """The model shape and a note on where the vocabulary size came from."""
-    defaults = {
-        name: param.default
-        for name, param in inspect.signature(NanoTricksterModule.__init__).parameters.items()
-        if name in NanoTricksterConfig.__dataclass_fields__
-    }
-    shape = {**defaults, **{k: v for k, v in config["model"].items() if k in NanoTricksterConfig.__dataclass_fields__}}
-    data = config["data"]
-    if data.get("tokenizer", "byte") == "byte":
-        shape["vocab_size"], note = 256, "byte tokenizer: 256"
-    elif data.get("vocab"):
-        shape["vocab_size"], note = len(data["vocab"]), f"char tokenizer, --data.vocab: {len(data['vocab'])}"
-    elif data.get("path"):
-        corpus = Path(data["path"]).expanduser()
-        if not corpus.is_file():
-            raise TricksterError(f"data file {corpus} not found: pass --data.path pointing to a UTF-8 text file")
-        shape["vocab_size"] = len(set(corpus.read_text(encoding="utf-8")))
-        note = f"char tokenizer, distinct characters of {corpus}: {shape['vocab_size']}"
-    else:
-        shape["vocab_size"] = TINY_SHAKESPEARE_CHARS
-        note = f"char tokenizer, assumed tiny Shakespeare: {TINY_SHAKESPEARE_CHARS} (pass --data.path to count yours)"
-    return NanoTricksterConfig(**shape), note
 
 
 def _positive_int(value: Any, name: str, auto: int = 1) -> int:
@@ -80,15 +29,16 @@ def _positive_int(value: Any, name: str, auto: int = 1) -> int:
     return number
 
 
-def run_layout(config: dict[str, Any]) -> tuple[RunLayout, bool, list[str]]:
-    """The batch, devices, precision and strategy of a config; whether it checkpoints activations; notes."""
-    trainer, notes = config["trainer"], []
+def run_layout(trainer: dict[str, Any], batch_size: int) -> tuple[RunLayout, bool, list[str]]:
+    """The batch, devices, precision and strategy of a config's trainer section; whether it checkpoints activations;
+    notes."""
+    notes = []
     if trainer.get("devices") in (None, "auto", -1, "-1"):
         notes.append("devices: auto -> estimated for 1 device per node (pass --trainer.devices N)")
     devices = _positive_int(trainer.get("devices"), "trainer.devices")
     num_nodes = _positive_int(trainer.get("num_nodes"), "trainer.num_nodes")
     try:
-        precision = parse_precision(trainer.get("precision", "32-true"))
+        precision = parse_precision(trainer.get("precision") or "32-true")
     except ValueError as err:
         raise InvalidConfigError(str(err)) from None
     world_size = devices * num_nodes
@@ -113,14 +63,15 @@ def run_layout(config: dict[str, Any]) -> tuple[RunLayout, bool, list[str]]:
         )
     if strategy == "single" and world_size > 1:
         raise InvalidConfigError(f"strategy single_device with {world_size} devices: use ddp or fsdp")
-    sharding = str(init_args.get("sharding_strategy", "FULL_SHARD")).upper()
+    sharding = init_args.get("sharding_strategy", "FULL_SHARD")
+    sharding = str(getattr(sharding, "name", sharding)).upper()  # a name, or torch's ShardingStrategy enum
     shards = {"FULL_SHARD": world_size, "SHARD_GRAD_OP": world_size, "HYBRID_SHARD": devices, "NO_SHARD": 1}
     if strategy == "fsdp" and sharding not in shards:
         raise InvalidConfigError(f"unknown FSDP sharding_strategy {sharding!r}: use one of {', '.join(shards)}")
     checkpointing = bool(init_args.get("activation_checkpointing_policy") or init_args.get("activation_checkpointing"))
     layout = RunLayout(
-        batch_size=_positive_int(config["data"].get("batch_size", 16), "data.batch_size"),
-        accumulate=_positive_int(trainer.get("accumulate_grad_batches", 1), "trainer.accumulate_grad_batches"),
+        batch_size=batch_size,
+        accumulate=_positive_int(trainer.get("accumulate_grad_batches") or 1, "trainer.accumulate_grad_batches"),
         devices=devices,
         num_nodes=num_nodes,
         precision=precision,
@@ -138,7 +89,9 @@ def gib(num_bytes: float) -> str:
 def describe(model: NanoTrickster, layout: RunLayout, checkpointing: bool, vocab_note: str, notes: list[str]) -> str:
     cfg = model.config
     counts = model.parameter_breakdown()
-    tokens_per_step = layout.batch_size * cfg.max_seq_len * layout.accumulate * layout.world_size
+    tokens_per_step = tokens_per_optimizer_step(
+        layout.batch_size, cfg.max_seq_len, layout.accumulate, layout.world_size
+    )
     lines = [
         f"model: {cfg.num_layers} layers, hidden {cfg.hidden_dim}, {cfg.num_heads} heads, mlp {cfg.mlp_dim}, "
         f"context {cfg.max_seq_len}, vocab {cfg.vocab_size} ({vocab_note})",
@@ -177,27 +130,31 @@ def describe(model: NanoTrickster, layout: RunLayout, checkpointing: bool, vocab
     return "\n".join(lines)
 
 
-def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lightning_trickster info",
-        description="Exact parameter counts and per-device memory/FLOP estimates for a training config.",
-    )
-    parser.add_argument("-c", "--config", action="append", default=[], help="YAML preset or file (repeatable)")
-    parser.add_argument(
-        "--measure",
-        type=int,
-        metavar="STEPS",
-        default=0,
-        help="also train STEPS steps of this shape here (one process) and compare measured peak memory",
-    )
-    options, overrides = parser.parse_known_args(args)
-    config = load_config(options.config, overrides)
-    cfg, vocab_note = model_config(config)
-    layout, checkpointing, notes = run_layout(config)
-    with torch.device("meta"):
-        model = NanoTrickster(cfg)
-    print(describe(model, layout, checkpointing, vocab_note, notes), flush=True)
-    if options.measure:
-        from lightning_trickster.measure import compare_with_measurement
+def trainer_settings(preset: Preset) -> dict[str, Any]:
+    """The trainer section as plain values (a strategy given as class_path/init_args stays a dict)."""
+    return preset.config.trainer.as_dict()
 
-        print(compare_with_measurement(model, layout, options.measure), flush=True)
+
+def info(preset: Preset, measure: int = 0) -> None:
+    """Exact parameter counts and per-device memory/FLOP estimates for a training configuration.
+
+    The model is built on the meta device (no memory); the vocabulary comes from the configured tokenizer (the char
+    tokenizer reads --data.path, or tiny Shakespeare).
+
+    Args:
+        preset: the configuration, read as fit reads it.
+        measure: also train this many steps of this shape here (one process) and compare measured peak memory with
+            the estimate (0: do not measure).
+    """
+    if measure < 0:
+        raise InvalidConfigError(f"--measure must be >= 0, got {measure}")
+    with torch.device("meta"):
+        module, data = preset.instantiate()
+    model = module.model
+    vocab_note = f"{data.tokenizer.name} tokenizer"
+    layout, checkpointing, notes = run_layout(trainer_settings(preset), data.hparams.batch_size)
+    print(describe(model, layout, checkpointing, vocab_note, notes), flush=True)
+    if measure:
+        from lightning_trickster.commands.measure import compare_with_measurement
+
+        print(compare_with_measurement(model, layout, measure), flush=True)

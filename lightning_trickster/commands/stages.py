@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
 from lightning_trickster.errors import TricksterError
-from lightning_trickster.model import SAMPLING_SETTINGS, NanoTrickster, check_sampling_settings
-
-
-def parse_args(args: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m lightning_trickster stages",
-        description="Sample the same prompt(s) from every checkpoint of a run, ordered by training step, next to "
-        "the untrained model: watch random noise turn into structure, vocabulary and fluency.",
-    )
-    parser.add_argument("--ckpt_dir", required=True, type=Path, help="run directory; every *.ckpt below it is used")
-    parser.add_argument("--prompt", nargs="+", default=["ROMEO:"], help="one or more prompts (default: ROMEO:)")
-    parser.add_argument("--max_new_tokens", type=int, default=160, help="tokens sampled per checkpoint")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=1337, help="every checkpoint samples with this seed")
-    parser.add_argument("--width", type=int, default=None, help="output width in characters (default: terminal)")
-    return parser.parse_args(args)
+from lightning_trickster.model import NanoTrickster, SamplingSettings
 
 
 def find_checkpoints(ckpt_dir: Path) -> list[TrainedModel]:
@@ -54,10 +37,10 @@ def untrained_twin(trained: TrainedModel, seed: int) -> TrainedModel:
     return TrainedModel(model, trained.tokenizer, trained.sampling, step=0, val_loss=None, path=trained.path)
 
 
-def sample(stage: TrainedModel, prompt: str, settings: dict, seed: int) -> str:
+def sample(stage: TrainedModel, prompt: str, settings: SamplingSettings, seed: int) -> str:
     tokens = stage.tokenizer.encode(prompt).unsqueeze(0)
     generator = torch.Generator().manual_seed(seed)
-    new_tokens = stage.model.generate(tokens, **settings, generator=generator)[0, tokens.size(1) :]
+    new_tokens = stage.model.generate(tokens, **asdict(settings), generator=generator)[0, tokens.size(1) :]
     return prompt + stage.tokenizer.decode(new_tokens)
 
 
@@ -91,18 +74,30 @@ def heading(stage: TrainedModel, uniform_loss: float) -> str:
     return f"step {stage.step} ({loss})"
 
 
-def main(args: list[str]) -> None:
-    options = parse_args(args)
-    checkpoints = find_checkpoints(options.ckpt_dir)
+def stages(
+    ckpt_dir: Path,
+    prompt: str | list[str] = "ROMEO:",
+    sampling: SamplingSettings = SamplingSettings(max_new_tokens=160),  # noqa: B008
+    seed: int = 1337,
+    width: int | None = None,
+) -> None:
+    """Sample the same prompt(s) from every checkpoint of a run, ordered by training step, next to the untrained
+    model: watch random noise turn into structure, vocabulary and fluency.
+
+    Args:
+        ckpt_dir: run directory; every *.ckpt below it is used.
+        prompt: a prompt, or several as a list ('[ROMEO:, JULIET:]').
+        sampling: the sampling settings of every checkpoint's sample.
+        seed: every checkpoint samples with this seed.
+        width: output width in characters (default: the terminal's).
+    """
+    checkpoints = find_checkpoints(ckpt_dir)
     vocab_size = checkpoints[0].model.config.vocab_size
-    settings = {k: getattr(options, k) for k in SAMPLING_SETTINGS}
-    check_sampling_settings(**settings, vocab_size=vocab_size)
-    stages = [untrained_twin(checkpoints[0], options.seed), *checkpoints]
-    width = options.width or shutil.get_terminal_size((120, 40)).columns
-    for prompt in options.prompt:
-        blocks = [
-            (heading(stage, math.log(vocab_size)), sample(stage, prompt, settings, options.seed)) for stage in stages
-        ]
-        print(f"=== prompt {prompt!r} · {len(checkpoints)} checkpoints from {options.ckpt_dir} ===\n")
+    sampling.check(vocab_size)
+    runs = [untrained_twin(checkpoints[0], seed), *checkpoints]
+    width = width or shutil.get_terminal_size((120, 40)).columns
+    for text in [prompt] if isinstance(prompt, str) else prompt:
+        blocks = [(heading(stage, math.log(vocab_size)), sample(stage, text, sampling, seed)) for stage in runs]
+        print(f"=== prompt {text!r} · {len(checkpoints)} checkpoints from {ckpt_dir} ===\n")
         print(columns(blocks, width))
         print()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
 from lightning_trickster.errors import TricksterError
-from lightning_trickster.model import check_sampling_settings
+from lightning_trickster.model import SamplingSettings
 
 HELP = """Type or paste text (several lines are fine), then an empty line to complete it.
 Commands:
@@ -26,22 +25,8 @@ Commands:
 SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
 
 
-def parse_args(args: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m lightning_trickster complete",
-        description="Load a checkpoint once and complete what you type, streaming the text as it is sampled.",
-    )
-    parser.add_argument("--ckpt_path", required=True, type=Path, help="a .ckpt written by fit")
-    parser.add_argument("--max_new_tokens", type=int, help="default: the checkpoint's setting")
-    parser.add_argument("--temperature", type=float, help="default: the checkpoint's setting (0 = greedy)")
-    parser.add_argument("--top_k", type=int, help="default: the checkpoint's setting")
-    parser.add_argument("--top_p", type=float, help="default: the checkpoint's setting")
-    parser.add_argument("--seed", type=int, default=1337)
-    return parser.parse_args(args)
-
-
 class CompletionSession:
-    def __init__(self, trained: TrainedModel, settings: dict[str, Any], seed: int) -> None:
+    def __init__(self, trained: TrainedModel, settings: SamplingSettings, seed: int) -> None:
         self.trained = trained
         self.settings = settings
         self.generator = torch.Generator().manual_seed(seed)
@@ -70,7 +55,7 @@ class CompletionSession:
         if name == "help":
             print(HELP)
         elif name == "settings":
-            print(", ".join(f"{k}={v}" for k, v in self.settings.items()))
+            print(", ".join(f"{k}={v}" for k, v in asdict(self.settings).items()))
         elif name == "seed" and value.strip().lstrip("-").isdigit():
             self.generator.manual_seed(int(value))
         elif name in SETTING_TYPES:
@@ -82,8 +67,8 @@ class CompletionSession:
     def change_setting(self, name: str, value: str) -> None:
         try:
             parsed = None if value.lower() == "none" and name in ("top_k", "top_p") else SETTING_TYPES[name](value)
-            candidate = {**self.settings, name: parsed}
-            check_sampling_settings(**candidate, vocab_size=self.trained.model.config.vocab_size)
+            candidate = replace(self.settings, **{name: parsed})
+            candidate.check(self.trained.model.config.vocab_size)
         except (ValueError, TricksterError) as err:
             print(f"error: {err}")
             return
@@ -99,21 +84,28 @@ class CompletionSession:
         decode = tokenizer.incremental_decoder()
         print(prompt, end="", flush=True)
         try:
-            for token in self.trained.model.stream(tokens, **self.settings, generator=self.generator):
+            for token in self.trained.model.stream(tokens, **asdict(self.settings), generator=self.generator):
                 print(decode(int(token)), end="", flush=True)
         except KeyboardInterrupt:
             print(" [stopped]", end="")
         print("\n")
 
 
-def main(args: list[str]) -> None:
-    options = parse_args(args)
-    trained = load_trained_model(options.ckpt_path)
-    settings = {k: getattr(options, k) if getattr(options, k) is not None else v for k, v in trained.sampling.items()}
-    check_sampling_settings(**settings, vocab_size=trained.model.config.vocab_size)
-    session = CompletionSession(trained, settings, options.seed)
+def complete(ckpt_path: Path, sampling: SamplingSettings | None = None, seed: int = 1337) -> None:
+    """Load a checkpoint once and complete what you type, streaming the text as it is sampled.
+
+    Args:
+        ckpt_path: a .ckpt written by fit.
+        sampling: sampling settings to start with (default: the checkpoint's own); :temperature and the other
+            commands change them while it runs.
+        seed: seed of the random generator (:seed S restarts it).
+    """
+    trained = load_trained_model(ckpt_path)
+    settings = sampling or trained.sampling
+    settings.check(trained.model.config.vocab_size)
+    session = CompletionSession(trained, settings, seed)
     val = f", val loss {trained.val_loss:.3f}" if trained.val_loss is not None else ""
-    print(f"{options.ckpt_path}: step {trained.step}{val}, {trained.tokenizer.name} tokenizer.")
+    print(f"{ckpt_path}: step {trained.step}{val}, {trained.tokenizer.name} tokenizer.")
     print("Type text, then an empty line to complete it. :help lists commands; Ctrl-D quits.\n")
     try:
         while (prompt := session.read_prompt()) is not None:

@@ -1,13 +1,14 @@
-"""`faults`: the fault suite. Kills fits with SIGKILL at random steps and in the middle of a checkpoint write, stops
-them with SIGINT/SIGTERM, feeds them a NaN loss, resumes each with --ckpt_path last and compares the result with an
-uninterrupted run; then drives the CLI with every bad input of the reliability list. Prints a summary table.
+"""The fault suite: `python tests/faults.py [--kills N] [--seed S]`. Kills fits with SIGKILL at random steps and in
+the middle of a checkpoint write, stops them with SIGINT/SIGTERM, feeds them a NaN loss, resumes each with
+--ckpt_path last and compares the result with an uninterrupted run; then drives the CLI with every bad input of the
+reliability list. Prints a summary table. Its CI-sized cases are tests/test_faults.py and tests/test_bad_input.py.
 
-The fault injectors below are ordinary callbacks, added to a real `fit` with --trainer.callbacks+=...
+The fault injectors below are ordinary callbacks, added to a real `fit` with --trainer.callbacks+=... (the child
+processes import this file as the module `faults`, with tests/ on their PYTHONPATH).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -27,9 +28,13 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from conftest import fit_args, write_small_corpus
 
 from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.errors import TricksterError
+from lightning_trickster.runs import newest_last_checkpoint, read_scalars
+
+TESTS_DIR = Path(__file__).resolve().parent
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fault injectors
@@ -102,7 +107,7 @@ class InjectNonFiniteLoss(pl.Callback):
 
 
 def injector(cls: type, **init_args: Any) -> list[str]:
-    spec = {"class_path": f"{__name__}.{cls.__name__}", "init_args": init_args}
+    spec = {"class_path": f"faults.{cls.__name__}", "init_args": init_args}
     return [f"--trainer.callbacks+={json.dumps(spec)}"]
 
 
@@ -110,60 +115,8 @@ def injector(cls: type, **init_args: Any) -> list[str]:
 # Bad inputs: each must end in one `error: ...` line on stderr, a non-zero exit and no traceback.
 
 
-TINY = [
-    "--model.hidden_dim",
-    "32",
-    "--model.num_layers",
-    "2",
-    "--model.num_heads",
-    "2",
-    "--model.mlp_dim",
-    "64",
-    "--model.max_seq_len",
-    "32",
-    "--model.warmup_steps",
-    "1",
-    "--data.batch_size",
-    "4",
-    "--trainer.accelerator",
-    "cpu",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--sampling.prompts",
-    '["Line"]',
-    "--sampling.max_new_tokens",
-    "8",
-    "--seed_everything",
-    "1337",
-]
-
-
-def write_corpus(path: Path) -> Path:
-    lines = [
-        f"Line {i}: the quick brown fox jumps over the lazy dog, and {i * 7 % 13} birds sing.\n" for i in range(250)
-    ]
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
-
-
 def fit_command(corpus: Path, root: Path, max_steps: int, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--config",
-        "cpu.yaml",
-        "--data.path",
-        str(corpus),
-        "--trainer.default_root_dir",
-        str(root),
-        "--trainer.max_steps",
-        str(max_steps),
-        "--trainer.val_check_interval",
-        "3",
-        "--trainer.log_every_n_steps",
-        "1",
-        *TINY,
-        *extra,
-    ]
+    return fit_args(corpus, root, *extra, max_steps=max_steps)
 
 
 @dataclass
@@ -180,7 +133,7 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
     workspace.mkdir(parents=True, exist_ok=True)
     corpus = workspace / "corpus.txt"
     if not corpus.exists():
-        write_corpus(corpus)
+        write_small_corpus(corpus)
     (workspace / "empty.txt").write_bytes(b"")
     (workspace / "short.txt").write_text("To be, or not to be.")
     (workspace / "latin1.txt").write_bytes("café crème brûlée ".encode("latin-1") * 50)
@@ -228,7 +181,7 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
             'must be given via "model.max_seq_len"',
         ),
         BadInput("negative learning rate", fit("--model.learning_rate", "-0.001"), "learning_rate must be positive"),
-        BadInput("warmup longer than the run", fit("--model.warmup_steps", "10"), "longer than the run"),
+        BadInput("negative warmup", fit("--model.warmup_steps", "-1"), "warmup_steps must be >= 0"),
         BadInput("unknown config name", ["fit", "--config", "giant"], "config 'giant' not found"),
         BadInput(
             "corrupt checkpoint (random bytes)", fit("--ckpt_path", str(workspace / "random.ckpt")), "could not be read"
@@ -323,9 +276,12 @@ def run_in_process(case: BadInput) -> Outcome:
 
 
 def run_cli(args: list[str], timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """The CLI in a child process that can import the injectors of this file."""
+    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, timeout=timeout_s
-    )
+        [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, timeout=timeout_s,
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
 
 
 def checkpoints_intact(root: Path) -> tuple[int, int]:
@@ -340,8 +296,9 @@ def checkpoints_intact(root: Path) -> tuple[int, int]:
 
 
 def last_checkpoint(root: Path) -> Path | None:
-    paths = list(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
-    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
+    with contextlib.suppress(TricksterError):
+        return newest_last_checkpoint(root)
+    return None
 
 
 def saved_step(root: Path) -> int | None:
@@ -356,13 +313,7 @@ def same_weights(a: Path, b: Path) -> bool:
 
 def logged_steps(root: Path) -> list[int]:
     """train/loss steps as TensorBoard shows them (events purged on resume do not count)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    logging.getLogger("tensorboard").setLevel(logging.ERROR)  # it reports the purge of orphaned events
-    run = last_checkpoint(root).parent.parent
-    events = EventAccumulator(str(run))
-    events.Reload()
-    return [event.step for event in events.Scalars("train/loss")]
+    return [step for step, _ in read_scalars(last_checkpoint(root).parent.parent)["train/loss"]]
 
 
 @dataclass
@@ -494,22 +445,25 @@ def print_table(rows: list[list[str]]) -> None:
             print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
 
 
-def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lightning_trickster faults", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=5, help="SIGKILL-at-a-random-step runs")
-    parser.add_argument("--save-kills", type=int, default=2, help="SIGKILL-during-a-checkpoint-write runs")
-    parser.add_argument("--max-steps", type=int, default=12, help="steps per fit (checkpoint every 3)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the random fault points (default: random)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temp dir)")
-    options = parser.parse_args(args)
-    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10_000)
+def run_suite(
+    kills: int = 5, save_kills: int = 2, max_steps: int = 12, seed: int | None = None, workdir: Path | None = None
+) -> None:
+    """Run every fault scenario and bad input and print the summary table.
+
+    Args:
+        kills: SIGKILL-at-a-random-step runs.
+        save_kills: SIGKILL-during-a-checkpoint-write runs.
+        max_steps: steps per fit (validation and checkpoint every 3).
+        seed: seed of the random fault points (default: random).
+        workdir: keep the runs here (default: a temporary directory).
+    """
+    seed = seed if seed is not None else random.SystemRandom().randrange(10_000)
     rng = random.Random(seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="trickster-faults-") as temporary:
-        workspace = options.workdir or Path(temporary)
+        workspace = workdir or Path(temporary)
         workspace.mkdir(parents=True, exist_ok=True)
-        corpus = write_corpus(workspace / "corpus.txt")
-        max_steps = options.max_steps
+        corpus = write_small_corpus(workspace / "corpus.txt")
         print(f"fault suite (seed {seed}): tiny model, {max_steps} steps, validation and checkpoint every 3 steps")
         reference_run = run_cli(fit_command(corpus, workspace / "reference", max_steps))
         if reference_run.returncode != 0:
@@ -517,11 +471,11 @@ def main(args: list[str]) -> None:
         reference = last_checkpoint(workspace / "reference")
 
         results: list[FaultResult] = []
-        for i in range(options.kills):
+        for i in range(kills):
             results.append(
                 kill_at_step(corpus, workspace / f"kill{i}", max_steps, reference, rng.randrange(1, max_steps))
             )
-        for i in range(options.save_kills):
+        for i in range(save_kills):
             results.append(
                 kill_during_save(
                     corpus, workspace / f"savekill{i}", max_steps, reference, rng.randrange(2, 2 * (max_steps // 3))
@@ -598,3 +552,9 @@ def main(args: list[str]) -> None:
     print()
     print_table(rows)
     print(f"\n{time.perf_counter() - started:.0f} s; rerun these fault points with --seed {seed}")
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI(run_suite)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from lightning_trickster.errors import TricksterError
+from lightning_trickster.runs import read_scalars
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
@@ -21,19 +21,6 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     return runs
 
 
-def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: keep every point
-    events.Reload()
-    series = {}
-    for tag in events.Tags()["scalars"]:
-        # A resumed run rewrites steps after its checkpoint: keep the newest value of each step.
-        by_step = {event.step: event.value for event in events.Scalars(tag)}
-        series[tag] = sorted(by_step.items())
-    return series
-
-
 def plot_runs(runs: list[Path], output: Path) -> None:
     import matplotlib
 
@@ -43,7 +30,8 @@ def plot_runs(runs: list[Path], output: Path) -> None:
     figure, (by_step, by_tokens) = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     uniform_losses = set()
     for index, run in enumerate(runs):
-        scalars = read_scalars(run)
+        # A resumed run without purged events can hold a step twice: keep the newest value, as TensorBoard shows.
+        scalars = {tag: sorted(dict(points).items()) for tag, points in read_scalars(run).items()}
         if "train/loss" not in scalars:
             raise TricksterError(f"{run} has no train/loss scalars: pass a run directory written by fit")
         label = run.name if len(runs) == 1 else str(run)
@@ -79,20 +67,19 @@ def plot_runs(runs: list[Path], output: Path) -> None:
     try:
         figure.savefig(output, dpi=110)
     except OSError as err:
-        raise TricksterError(f"cannot write {output} ({err.strerror}): pass a writable -o path") from None
+        raise TricksterError(f"cannot write {output} ({err.strerror}): pass a writable --output path") from None
     finally:
         plt.close(figure)
 
 
-def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lightning_trickster plot",
-        description="Draw train and val loss against optimizer steps and training tokens for one or more runs "
-        "(any directory containing TensorBoard event files), with the random baseline ln(vocab).",
-    )
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories, e.g. runs/cpu")
-    parser.add_argument("-o", "--output", type=Path, default=Path("curves.png"), help="PNG to write")
-    options = parser.parse_args(args)
-    runs = find_run_dirs(options.run_dirs)
-    plot_runs(runs, options.output)
-    print(f"wrote {options.output} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+def plot(run_dirs: Path | list[Path], output: Path = Path("curves.png")) -> None:
+    """Draw train and val loss against optimizer steps and training tokens for one or more runs (any directory
+    holding TensorBoard event files), with the random baseline ln(vocab).
+
+    Args:
+        run_dirs: a run directory (e.g. runs/cpu), or several as a list ('[runs/cpu, runs/nano]').
+        output: PNG to write.
+    """
+    runs = find_run_dirs([run_dirs] if isinstance(run_dirs, Path) else run_dirs)
+    plot_runs(runs, output)
+    print(f"wrote {output} ({len(runs)} run{'s' if len(runs) > 1 else ''})")

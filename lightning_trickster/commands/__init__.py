@@ -1,0 +1,55 @@
+"""The project's commands beside Lightning's fit, validate, test and predict.
+
+Each command is a plain function. The front door (`lightning_trickster.cli`) makes it a subcommand whose options
+jsonargparse derives from the function's typed signature and docstring, as litgpt's `__main__` does. A function whose
+first parameter is `preset: Preset` reads a training configuration: its subcommand also takes every option of `fit`
+(--config, --trainer.*, --model.*, --data.*, ...), parsed by the same parser as `fit`, and the function receives them
+as that Preset. Commands never import the front door.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lightning_trickster.commands.bench import bench, bench_generation
+from lightning_trickster.commands.complete import complete
+from lightning_trickster.commands.export import export
+from lightning_trickster.commands.info import info
+from lightning_trickster.commands.plot import plot
+from lightning_trickster.commands.preset import Preset
+from lightning_trickster.commands.stages import stages
+from lightning_trickster.commands.sweep import sweep
+
+
+@dataclass(frozen=True)
+class Command:
+    function: Callable[..., None]
+    options_group: str | None = None
+    """A prefix for the function's own options (bench: --bench.steps), where they could be mistaken for fit's."""
+    positional: bool = False
+    """Required parameters are positional (plot RUN_DIR) instead of --options."""
+
+    @property
+    def reads_preset(self) -> bool:
+        return "preset" in inspect.signature(self.function).parameters
+
+    @property
+    def description(self) -> str:
+        """The docstring without its Args section."""
+        return inspect.getdoc(self.function).split("\n\nArgs:")[0]
+
+
+COMMANDS: dict[str, Command] = {
+    "info": Command(info),
+    "bench": Command(bench, options_group="bench"),
+    "bench-generation": Command(bench_generation),
+    "sweep": Command(sweep),
+    "stages": Command(stages),
+    "complete": Command(complete),
+    "export": Command(export),
+    "plot": Command(plot, positional=True),
+}
+
+__all__ = ["COMMANDS", "Command", "Preset"]
