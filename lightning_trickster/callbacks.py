@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.plugins.text.summary_v2 import text_pb
 
@@ -69,7 +71,8 @@ class RunSummary(pl.Callback):
             f"data: {data.corpus_path} ({data.tokenizer.name} tokenizer), train {len(data.train_tokens):,} / "
             f"val {len(data.val_tokens):,} tokens",
             batch_line,
-            f"steps: {trainer.max_steps:,}, logs in {trainer.log_dir}",
+            f"steps: {trainer.max_steps:,}, "
+            + ("fast_dev_run: no logs or checkpoints" if trainer.fast_dev_run else f"logs in {trainer.log_dir}"),
         ]
         rank_zero_info("\n".join(lines))
 
@@ -90,8 +93,33 @@ def run_hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> d
     }
 
 
+class MetricsWriter(pl.Callback):
+    """validate/test: writes the metrics as metrics.json into the evaluation's folder and says where."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._write(trainer, pl_module)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer, pl_module)
+
+    @staticmethod
+    def _write(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        path = Path(trainer.log_dir or trainer.default_root_dir) / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "metrics": {name: float(value) for name, value in trainer.callback_metrics.items()},
+            "checkpoint": trainer.ckpt_path,
+            "step": pl_module.checkpoint_step,
+        }
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        rank_zero_info(f"metrics written to {path}")
+
+
 class PredictionWriter(BasePredictionWriter):
-    """Prints each completion and appends it as a JSON line to predictions.jsonl in the run's log dir."""
+    """Prints each completion and appends it as a JSON line to predictions.jsonl in the evaluation's folder."""
 
     def __init__(self, filename: str = "predictions.jsonl") -> None:
         super().__init__(write_interval="batch")
@@ -112,10 +140,8 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        tokenizer = trainer.datamodule.tokenizer
         with self.path.open("a", encoding="utf-8") as out:
-            for prompt, tokens in zip(prediction["prompts"], prediction["tokens"], strict=False):
-                completion = tokenizer.decode(tokens)
+            for prompt, completion in zip(prediction["prompts"], prediction["completions"], strict=True):
                 print(f"--- {prompt!r}\n{prompt}{completion}\n", flush=True)
                 record = {
                     "prompt": prompt,
@@ -125,6 +151,9 @@ class PredictionWriter(BasePredictionWriter):
                     "step": pl_module.checkpoint_step,
                 }
                 out.write(json.dumps(record) + "\n")
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        rank_zero_info(f"predictions written to {self.path}")
 
 
 class SampleText(pl.Callback):
@@ -200,11 +229,15 @@ class SampleText(pl.Callback):
     @staticmethod
     @torch.no_grad()
     def _full_split_loss(trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:
-        """Mean per-token loss over the whole val split; each process scores its share and the sums are added."""
+        """Mean per-token loss over the val split, or over the batches trainer.limit_val_batches leaves validation
+        (fast_dev_run: one); each process scores its share and the sums are added."""
         was_training = pl_module.training
         pl_module.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=pl_module.device)  # summed loss, scored tokens
-        for inputs, targets in trainer.datamodule.val_dataloader():
+        batches = trainer.datamodule.val_dataloader()
+        limit = trainer.limit_val_batches  # as Lightning reads it: an int counts batches, a float is a fraction
+        count = min(len(batches), limit) if isinstance(limit, int) else int(len(batches) * limit)
+        for inputs, targets in itertools.islice(batches, count):
             inputs, targets = inputs.to(pl_module.device), targets.to(pl_module.device)
             scored = (targets != -100).sum()
             if scored:

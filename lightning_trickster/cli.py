@@ -25,16 +25,17 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning_tt.errors import TTError
 
-from lightning_trickster.callbacks import PredictionWriter, RunSummary, SampleText
+from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSummary, SampleText
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.commands import COMMANDS, Preset
 from lightning_trickster.data import ShakespeareDataModule
 from lightning_trickster.errors import HardwareError, TricksterError
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.reliability import CheckpointOnSignal, NonFiniteGuard, use_atomic_checkpoint_io
-from lightning_trickster.runs import newest_last_checkpoint
+from lightning_trickster.runs import evaluation_dir, newest_last_checkpoint
 
-PROG = "python -m lightning_trickster"
+# The console script `trickster` is the same program under its own name.
+PROG = "trickster" if Path(sys.argv[0]).name == "trickster" else "python -m lightning_trickster"
 
 # --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
@@ -138,7 +139,10 @@ class TricksterCLI(LightningCLI):
             parser_class=OneLineErrorParser,
             parser_kwargs={"prog": PROG, "description": DESCRIPTION},
             # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
-            trainer_defaults={"callbacks": [RunSummary(), PredictionWriter()], "enable_model_summary": False},
+            trainer_defaults={
+                "callbacks": [RunSummary(), MetricsWriter(), PredictionWriter()],
+                "enable_model_summary": False,
+            },
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )
@@ -201,22 +205,17 @@ class TricksterCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self._command_line = list(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
+        self._resumed_run: Path | None = None
         subcommand = self.config.get("subcommand")
         if not subcommand or self.project_command:
             return
         config = self.config[subcommand]
-        root = Path(config.trainer.default_root_dir or ".")
-        resumed_run: Path | None = None
-        resumed_step = 0
         if config.get("ckpt_path") == "last":
             # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
-            checkpoint = newest_last_checkpoint(root)
+            checkpoint = newest_last_checkpoint(Path(config.trainer.default_root_dir or "."))
             config.ckpt_path = str(checkpoint)
             if subcommand == "fit":
-                resumed_run = checkpoint.parent.parent
-                resumed_step = read_checkpoint(checkpoint).get("global_step", 0)
-        if config.trainer.logger in (None, True):
-            config.trainer.logger = default_logger(root, resumed_run, resumed_step)
+                self._resumed_run = checkpoint.parent.parent
 
     def _parse_ckpt_path(self) -> None:
         """Take the model's shape and settings from the checkpoint, and the char vocabulary it was trained
@@ -263,12 +262,23 @@ class TricksterCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.project_command:
             return
-        config = self.config[self.config.subcommand]
+        subcommand = self.config.subcommand
+        config = self.config[subcommand]
+        root = Path(config.trainer.default_root_dir or ".")
+        if subcommand != "fit":
+            # Evaluations write into the evaluated run's eval/ folder, with no logger: no new version_N that plot,
+            # stages, TensorBoard or --ckpt_path last would take for a training run.
+            config.trainer.default_root_dir = str(evaluation_dir(subcommand, config.get("ckpt_path"), root))
+            if config.trainer.logger in (None, True):
+                config.trainer.logger = False
+        elif config.trainer.logger in (None, True):
+            resumed_step = read_checkpoint(Path(config.ckpt_path))["global_step"] if self._resumed_run else 0
+            config.trainer.logger = default_logger(root, self._resumed_run, resumed_step)
         if self.quiet:
             config.trainer.enable_progress_bar = False
         if self.verbose:
             config.trainer.enable_model_summary = True
-        check_writable(Path(config.trainer.default_root_dir or "."))
+        check_writable(Path(config.trainer.default_root_dir))
         check_accelerator(config.trainer.accelerator)
 
     def instantiate_classes(self) -> None:

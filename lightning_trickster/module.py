@@ -142,6 +142,12 @@ class NanoTricksterModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._micro_batch_shape = tuple(batch[1].shape)
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Every run ends with a validation (and so a best checkpoint), also when it is shorter than the validation
+        # interval: Lightning validates right away once training is asked to stop, as EarlyStopping does.
+        if 0 < self.trainer.max_steps <= self.global_step:
+            self.trainer.should_stop = True
+
     def on_validation_epoch_start(self) -> None:
         self._validation_start = time.perf_counter()
 
@@ -167,10 +173,14 @@ class NanoTricksterModule(pl.LightningModule):
         self.log(f"{stage}/perplexity", self.val_perplexity)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """Complete a batch of equal-length prompts; returns the prompts and the new tokens (B, max_new_tokens)."""
+        """Complete a batch of equal-length prompts: {"prompts": [str], "completions": [str] (the text after each
+        prompt, decoded with the data module's tokenizer), "tokens": (B, max_new_tokens) ids}."""
         prompt_tokens = batch["tokens"]
-        new_tokens = self.model.generate(prompt_tokens, **self.sampling_settings(), generator=self._predict_generator)
-        return {"prompts": batch["prompts"], "tokens": new_tokens[:, prompt_tokens.size(1) :]}
+        generated = self.model.generate(prompt_tokens, **self.sampling_settings(), generator=self._predict_generator)
+        new_tokens = generated[:, prompt_tokens.size(1) :]
+        tokenizer = self.trainer.datamodule.tokenizer
+        completions = [tokenizer.decode(row) for row in new_tokens.cpu()]
+        return {"prompts": batch["prompts"], "completions": completions, "tokens": new_tokens}
 
     def sampling_settings(self) -> dict[str, Any]:
         return asdict(self.sampling)

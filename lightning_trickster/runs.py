@@ -1,7 +1,9 @@
-"""Training runs on disk: root/lightning_logs/version_N holds a fit's TensorBoard events and checkpoints/."""
+"""Training runs on disk: root/lightning_logs/version_N holds a fit's TensorBoard events and checkpoints/; what
+validate, test and predict write goes to an eval/ folder inside the evaluated run, where nothing takes it for a run."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -33,3 +35,15 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: keep every point
     events.Reload()
     return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def evaluation_dir(command: str, ckpt_path: str | None, root: Path) -> Path:
+    """A new folder for one evaluation's outputs: RUN/eval/COMMAND-CHECKPOINT-N inside the run that wrote the
+    checkpoint, or root/eval/... for a checkpoint from elsewhere (or none)."""
+    checkpoint = Path(ckpt_path) if ckpt_path else None
+    in_a_run = checkpoint is not None and checkpoint.parent.name == "checkpoints"
+    base = checkpoint.parent.parent if in_a_run else root
+    name = f"{command}-{checkpoint.stem if checkpoint else 'untrained'}"
+    return next(
+        base / "eval" / f"{name}-{n}" for n in itertools.count(1) if not (base / "eval" / f"{name}-{n}").exists()
+    )

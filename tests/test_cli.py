@@ -116,7 +116,10 @@ def test_predict_writes_completions_as_json_lines_without_needing_the_corpus(sma
         predict_args(tmp_path / "run", "--data.prompts", '["Line 1", "the ", "Line 2"]', "--model.max_new_tokens", "12")
     )
     records = [
-        json.loads(line) for line in (run_dir(tmp_path / "run", 1) / "predictions.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (run_dir(tmp_path / "run") / "eval" / "predict-last-1" / "predictions.jsonl")
+        .read_text()
+        .splitlines()
     ]
     assert sorted(r["prompt"] for r in records) == ["Line 1", "Line 2", "the "]
     assert all(len(r["completion"]) == 12 for r in records)
@@ -131,7 +134,9 @@ def test_predict_is_reproducible_with_a_seed(small_corpus, tmp_path):
     completions = []
     for seed in ("5", "5", "6"):
         main(predict_args(tmp_path, "--data.prompts", '["Line"]', "--seed_everything", seed))
-        newest = max(tmp_path.glob("lightning_logs/version_*/predictions.jsonl"), key=lambda p: p.stat().st_mtime)
+        newest = max(
+            tmp_path.glob("lightning_logs/version_0/eval/*/predictions.jsonl"), key=lambda p: p.stat().st_mtime
+        )
         completions.append(json.loads(newest.read_text())["completion"])
     assert completions[0] == completions[1] != completions[2]
 

@@ -86,7 +86,7 @@ def stages(
 
     Args:
         ckpt_dir: run directory; every *.ckpt below it is used.
-        prompt: a prompt, or several as a list ('[ROMEO:, JULIET:]').
+        prompt: a prompt, or several as a list ('["ROMEO:", "JULIET:"]').
         sampling: the sampling settings of every checkpoint's sample.
         seed: every checkpoint samples with this seed.
         width: output width in characters (default: the terminal's).
