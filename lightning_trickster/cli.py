@@ -31,6 +31,7 @@ from lightning_trickster.commands import COMMANDS, Preset
 from lightning_trickster.data import ShakespeareDataModule
 from lightning_trickster.errors import HardwareError, TricksterError
 from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.progress import RunReport, StepProgressBar
 from lightning_trickster.reliability import CheckpointOnSignal, NonFiniteGuard, use_atomic_checkpoint_io
 from lightning_trickster.runs import evaluation_dir, newest_last_checkpoint
 
@@ -43,12 +44,14 @@ set_parsing_settings(docstring_parse_attribute_docstrings=True)
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-class _DropLightningTips(logging.Filter):
+class _DropLightningNoise(logging.Filter):
+    """Lightning's tips, and its "`Trainer.fit` stopped" line, which the run's own summary line replaces."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        return not str(record.msg).startswith(("💡 Tip", "`Trainer.fit` stopped"))
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningNoise())
 
 
 def bundled_configs() -> dict[str, Path]:
@@ -140,7 +143,7 @@ class TricksterCLI(LightningCLI):
             parser_kwargs={"prog": PROG, "description": DESCRIPTION},
             # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
             trainer_defaults={
-                "callbacks": [RunSummary(), MetricsWriter(), PredictionWriter()],
+                "callbacks": [RunSummary(), RunReport(), MetricsWriter(), PredictionWriter()],
                 "enable_model_summary": False,
             },
             save_config_kwargs={"overwrite": True},
@@ -284,6 +287,11 @@ class TricksterCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         if not self.project_command:  # project commands build what they need themselves
             super().instantiate_classes()
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        if config.get("enable_progress_bar") is not False:  # Lightning refuses a progress bar it was told not to show
+            callbacks = [*callbacks, StepProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer = super().instantiate_trainer(**kwargs)
