@@ -26,16 +26,16 @@ def duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-def best_val_loss(trainer: pl.Trainer) -> tuple[float | None, str | None]:
-    """The lowest val/loss so far and its checkpoint, as the checkpoint callback tracks them (also across resumes)."""
+def best_val_loss(trainer: pl.Trainer) -> float | None:
+    """The lowest val/loss so far: the checkpoint callback's best (kept across resumes) or the latest validation's,
+    which that callback may not have seen yet."""
+    scores = []
     callback = trainer.checkpoint_callback
-    if (
-        isinstance(callback, ModelCheckpoint)
-        and callback.monitor == "val/loss"
-        and callback.best_model_score is not None
-    ):
-        return float(callback.best_model_score), callback.best_model_path or None
-    return None, None
+    if isinstance(callback, ModelCheckpoint) and callback.monitor == "val/loss" and callback.best_model_score:
+        scores.append(float(callback.best_model_score))
+    if "val/loss" in trainer.callback_metrics:
+        scores.append(float(trainer.callback_metrics["val/loss"]))
+    return min(scores, default=None)
 
 
 def status_line(trainer: pl.Trainer) -> str:
@@ -66,9 +66,13 @@ class StepProgressBar(TQDMProgressBar):
         self.status: Tqdm | None = None
 
     def init_train_tqdm(self) -> Tqdm:
-        bar = super().init_train_tqdm()
-        bar.bar_format = self.BAR_FORMAT
-        return bar
+        trainer = self.trainer
+        # After a resume the bar starts where the run is, and so does its ETA.
+        return Tqdm(
+            total=trainer.max_steps if trainer.max_steps > 0 else None, initial=trainer.global_step,
+            position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+            file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT,
+        )  # fmt: skip
 
     def init_validation_tqdm(self) -> Tqdm:
         fitting = self.trainer.state.fn == "fit"
@@ -80,17 +84,14 @@ class StepProgressBar(TQDMProgressBar):
         )  # fmt: skip
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
+        self.train_progress_bar = self.init_train_tqdm()
         self.status = Tqdm(
             position=2 * self.process_position + 1, bar_format="{desc}", leave=True, disable=self.is_disabled,
             dynamic_ncols=True, file=sys.stdout,
         )  # fmt: skip
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
-        bar = self.train_progress_bar
-        bar.reset(total=trainer.max_steps if trainer.max_steps > 0 else None)
-        bar.initial = trainer.global_step  # after a resume the bar starts where the run is, and so does its ETA
-        bar.n = trainer.global_step
+    def on_train_epoch_start(self, *_: Any) -> None:
+        pass  # one endless epoch of random windows: the bar counts optimizer steps over the whole fit
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_: Any) -> None:
         bar = self.train_progress_bar
@@ -100,7 +101,7 @@ class StepProgressBar(TQDMProgressBar):
             self.status.set_description_str(status_line(trainer))
 
     def on_train_epoch_end(self, *_: Any) -> None:
-        pass  # one endless epoch of random windows: nothing to close
+        pass
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)

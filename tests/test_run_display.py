@@ -1,0 +1,80 @@
+"""What a user sees during and after a fit: an 80-column progress display, validation lines, a closing summary."""
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, fit_args
+
+from lightning_trickster.cli import main
+
+METRICS = ("loss ", "val ", "lr ", "tok/s", "grad ")
+
+
+def fit_in_terminal(args: list[str], columns: int = 80) -> str:
+    """The fit's stdout as a terminal of this width would receive it (tqdm reads the width from COLUMNS)."""
+    env = {**os.environ, "COLUMNS": str(columns + 1), "LINES": "40"}  # tqdm keeps one column free
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def screen_lines(output: str) -> list[str]:
+    """Each line tqdm draws (it redraws with carriage returns and moves the cursor with ESC[A)."""
+    return [segment.replace("\x1b[A", "") for segment in re.split(r"[\r\n]", output)]
+
+
+@pytest.fixture(scope="module")
+def terminal_run(tmp_path_factory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp("terminal")
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(f"Line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(300)))
+    args = fit_args(corpus, root, "--trainer.enable_progress_bar", "true", "--trainer.log_every_n_steps", "2")
+    return fit_in_terminal(args), root
+
+
+def test_the_progress_display_fits_80_columns_and_shows_every_metric(terminal_run):
+    lines = screen_lines(terminal_run[0])
+    bars = [line for line in lines if line.startswith("step ") and "|" in line]
+    status = [line for line in lines if line.startswith("loss ")]
+    assert bars and status
+    assert all(len(line) <= 80 for line in bars + status)
+    assert bars[-1].startswith("step 6/6 |")  # counted in optimizer steps, to max_steps
+    assert all(metric in status[-1] for metric in METRICS), status[-1]
+    assert "v_num" not in terminal_run[0]
+
+
+def test_each_validation_leaves_a_line_and_the_fit_a_summary(terminal_run):
+    output, root = terminal_run
+    validations = [line for line in screen_lines(output) if re.match(r"step \d+: val loss \d\.\d{4} \(best", line)]
+    assert [line.split(":")[0] for line in validations] == ["step 3", "step 6"]
+    summary = output.strip().splitlines()[-1]
+    assert re.match(r"fit done: 6/6 steps, best val loss \d\.\d{4} .*best-step=\d\.ckpt, \d+:\d\d, [\d.k]+ tokens/s$",
+                    summary)  # fmt: skip
+
+
+def test_a_resumed_fit_counts_on_from_its_step(terminal_run, tmp_path):
+    _, root = terminal_run
+    corpus = root / "corpus.txt"
+    args = fit_args(corpus, root, "--trainer.enable_progress_bar", "true", "--ckpt_path", "last", max_steps=9)
+    bars = [line for line in screen_lines(fit_in_terminal(args)) if line.startswith("step ") and "|" in line]
+    assert bars[0].startswith("step 6/9 |") and bars[-1].startswith("step 9/9 |")
+
+
+def test_quiet_fit_prints_only_the_summary_line(small_corpus, tmp_path, capsys):
+    main([*fit_args(small_corpus, tmp_path), "-q"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("fit done: 6/6 steps, best val loss")
+
+
+def test_without_a_progress_bar_the_loss_is_printed_every_logging_step(small_corpus, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        main(fit_args(small_corpus, tmp_path, "--trainer.log_every_n_steps", "2"))  # the tests' runs have no bar
+    steps = [m for m in caplog.messages if re.match(r"step \d+/6: loss \d", m)]
+    assert [m.split(":")[0] for m in steps] == ["step 2/6", "step 4/6", "step 6/6"]
