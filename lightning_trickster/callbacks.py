@@ -11,7 +11,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
@@ -118,11 +117,12 @@ class MetricsWriter(pl.Callback):
         rank_zero_info(f"metrics written to {path}")
 
 
-class PredictionWriter(BasePredictionWriter):
-    """Prints each completion and appends it as a JSON line to predictions.jsonl in the evaluation's folder."""
+class PredictionWriter(pl.Callback):
+    """Prints each completion and appends it as a JSON line to predictions.jsonl in the evaluation's folder, as each
+    batch of prompts is done (a plain callback: Lightning's BasePredictionWriter would ask for batch indices that a
+    batch of prompts does not have)."""
 
     def __init__(self, filename: str = "predictions.jsonl") -> None:
-        super().__init__(write_interval="batch")
         self.filename = filename
         self.path: Path | None = None
 
@@ -130,15 +130,8 @@ class PredictionWriter(BasePredictionWriter):
         self.path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write_on_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        prediction: dict[str, Any],
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int,
+    def on_predict_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: dict[str, Any], *_: Any
     ) -> None:
         with self.path.open("a", encoding="utf-8") as out:
             for prompt, completion in zip(prediction["prompts"], prediction["completions"], strict=True):

@@ -40,8 +40,15 @@ PROG = "trickster" if Path(sys.argv[0]).name == "trickster" else "python -m ligh
 
 # --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
-# Lightning 2.6 calls a torch pytree API that newer torch deprecates: noise the user cannot act on.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# Warnings a user cannot act on, in one place. Lightning 2.6 calls a torch pytree API that newer torch deprecates;
+# ModelCheckpoint notes a resumed run's existing checkpoints/ folder, and a resume from a checkpoint written elsewhere
+# (its best-so-far bookkeeping restarts, which the run summary accounts for).
+for message in (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Checkpoint directory .* exists and is not empty",
+    r"The dirpath has changed from",
+):
+    warnings.filterwarnings("ignore", message=message)
 
 
 class _DropLightningNoise(logging.Filter):

@@ -135,7 +135,7 @@ class CheckpointOnSignal(Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if self.received is not None and self._saved is None:
             path = last_checkpoint_path(trainer)
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # resumable: with optimizer and loop state
             self._saved = (path, trainer.global_step)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
