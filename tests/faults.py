@@ -280,8 +280,15 @@ def run_cli(args: list[str], timeout_s: float = 600) -> subprocess.CompletedProc
     path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, timeout=timeout_s,
-        env={**os.environ, "PYTHONPATH": path},
+        env={**os.environ, "PYTHONPATH": path}, preexec_fn=default_signal_handling,
     )  # fmt: skip
+
+
+def default_signal_handling() -> None:
+    """SIGINT and SIGTERM as in an interactive shell's foreground job, whatever this process inherited (a background
+    job starts with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def checkpoints_intact(root: Path) -> tuple[int, int]:

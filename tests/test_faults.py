@@ -17,6 +17,14 @@ from lightning_trickster.cli import main
 from lightning_trickster.reliability import AtomicCheckpointIO
 
 
+@pytest.fixture(autouse=True)
+def interactive_signal_handling():
+    """Ctrl-C raises KeyboardInterrupt, as in a foreground shell, also when the suite runs as a background job."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def last_ckpt(root: Path) -> Path:
     return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
 
