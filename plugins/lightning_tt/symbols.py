@@ -165,7 +165,9 @@ def parameter_lists(obj: Any, name: str) -> list[list[str]]:
         if not match:
             continue
         names = [re.split(r"[:=]", part, maxsplit=1)[0].strip().lstrip("*") for part in _split_top_level(match[1])]
-        overloads.append([n for n in names if n and n not in ("self", "/", "")])
+        names = [n for n in names if n and n not in ("self", "/", "")]
+        if names not in overloads:  # __nb_signature__ and __doc__ repeat each overload
+            overloads.append(names)
     return overloads
 
 
