@@ -42,6 +42,7 @@ SYSTEMS = {
     "t3k": ([2, 4], "t3k_mesh_graph_descriptor.textproto", "tt_t3k.yaml"),
     "galaxy": ([8, 4], "single_galaxy_mesh_graph_descriptor.textproto", "tt_galaxy.yaml"),
     "p150": ([1, 1], "p150_mesh_graph_descriptor.textproto", "tt_p150.yaml"),
+    "p100": ([1, 1], "p100_mesh_graph_descriptor.textproto", "tt_p150.yaml"),
 }
 """The systems the presets target (T3K covers LoudBox; p150 covers p100). CI checks each shape against the wheel."""
 
