@@ -5,7 +5,7 @@ double's meshes and fails when the chips' step differs."""
 import pytest
 from lightning_tt.errors import TTHardwareError
 from lightning_tt.symbols import PLUGIN_SYMBOLS
-from test_tt_mesh import write_runtime_root
+from test_tt_mesh import set_runtime_root
 from ttml_double import harness
 
 from lightning_trickster.commands.tt_check import tt_check
@@ -48,9 +48,7 @@ def test_part_b_runs_one_step_on_1x1_and_the_full_mesh_and_matches_cpu(tt_double
     import ttnn
 
     ttnn.DOUBLE_CHIPS = 8
-    monkeypatch.setenv("TT_METAL_RUNTIME_ROOT", str(write_runtime_root(tmp_path)))
-    monkeypatch.setenv("TT_MESH_GRAPH_DESC_PATH", "")
-    monkeypatch.delenv("TT_MESH_GRAPH_DESC_PATH")
+    set_runtime_root(monkeypatch, tmp_path)
     tt_check()  # chips present: part (b) runs, on [1, 1] and on the T3K descriptor's [2, 4]
     lines = capsys.readouterr().out.splitlines()
     results = {line.split(":")[0].strip(): line for line in lines if line.startswith(("cpu", "[1, 1]", "[2, 4]"))}
