@@ -302,3 +302,22 @@ def test_a_sync_that_does_not_average_is_caught(broken, shape, tt_double, small_
     err = one_line_error(capsys, fit_args(small_corpus, tmp_path, *TT_SHAPE, *STEPS, *mesh(shape), *quick, max_steps=1))
     assert err.startswith("error: strategy 'tt_ddp': ttml's synchronize_gradients did not average the gradients")
     assert tt_double.autograd.AutoContext.get_instance().close_count == 1
+
+
+def test_ttmls_parallelism_context_outlives_the_mesh_and_is_reused_only_for_the_same_data_parallelism(
+    tt_double, monkeypatch
+):
+    """ttml has no API to replace it (auto_context.cpp): a second [1, 2] fit in one process reuses it; a [1, 4]
+    one cannot start and says so in one line."""
+    import ttnn
+    from lightning_tt import fabric
+    from lightning_tt.errors import TTHardwareError
+
+    ttnn.DOUBLE_CHIPS = 4
+    context = tt_double.autograd.AutoContext.get_instance()
+    for _ in range(2):
+        fabric.open_mesh(tt_double, [1, 2])
+        context.close_device()
+    assert context.events.count("initialize_parallelism_context") == 1
+    with pytest.raises(TTHardwareError, match="set up for another mesh and cannot be replaced .* run in a new process"):
+        fabric.open_mesh(tt_double, [1, 4])

@@ -124,3 +124,12 @@ def test_the_descriptor_enable_fabric_picks_by_chip_count_is_in_the_wheel_and_ch
 def test_the_ttnn_symbols_the_plugin_calls_exist_in_the_wheel_with_their_parameter_names():
     checks = symbols.check_all(tuple(s for s in symbols.PLUGIN_SYMBOLS if s.path.startswith("ttnn.")))
     assert checks and all(c.ok for c in checks), symbols.format_table(checks)
+
+
+def test_the_symbol_check_reads_nanobind_signatures_and_catches_a_changed_order():
+    # ttnn's functions are nanobind bindings, as ttml's are: their parameter names come from __nb_signature__.
+    assert ["tensor", "mapper", "mesh_device"] in symbols.parameter_lists(ttnn.distribute_tensor, "distribute_tensor")
+    assert symbols.check_symbol(symbols.Symbol("ttnn.distribute_tensor", ("tensor", "mapper"))).signature_ok is True
+    swapped = symbols.check_symbol(symbols.Symbol("ttnn.distribute_tensor", ("mapper", "tensor")))
+    assert swapped.found and swapped.signature_ok is False and "found (tensor, mapper, mesh_device)" in swapped.detail
+    assert not symbols.check_symbol(symbols.Symbol("ttnn.no_such_function")).found
