@@ -1,8 +1,9 @@
 """TTStrategy: one Tenstorrent chip; the strategy owns forward, backward and the parameter update (IPU pattern).
 
-The LightningModule and its torch NanoTrickster stay on the host as the source of truth for hyper-parameters,
-logging, metrics and checkpoints. The strategy
-- opens the chip (ttml AutoContext) in setup_environment and builds a ttml twin from the host weights in setup;
+The LightningModule and its torch model (the interface in lightning_tt's docstring) stay on the host as the source
+of truth for hyper-parameters, logging, metrics and checkpoints. The strategy
+- checks the model's interface and shapes, then opens the chip (ttml AutoContext) in setup_environment, and builds
+  a ttml twin from the host weights in setup;
 - runs the module's own *_step methods with `module.model.forward` routed to the twin, so the step code, its
   metrics and logging are the CPU ones;
 - on backward runs the ttml backward; on the optimizer step clips on the chip, sets the LR the host scheduler
@@ -12,7 +13,7 @@ logging, metrics and checkpoints. The strategy
   teardown, also after an exception.
 
 The mesh data-parallel subclass (lightning_tt.mesh.TTMeshStrategy, "tt_ddp") overrides the hooks `mesh_shape`,
-`_after_open_device` (mappers), `_upload` (shard the batch), `_pad_rows`, `_download` and `_loss_to_host`
+`_after_open_device` (mappers), `_upload` (shard the batch), `_pad_rows`, `_download` and `_mean_over_chips`
 (compose the chips' shards) and `_after_backward` (average gradients across chips). Opening the chips (fabric,
 descriptor check, ttml's data-parallel context) is lightning_tt.fabric.open_mesh, shared with `tt-check`.
 """
@@ -83,6 +84,7 @@ class TTStrategy(SingleDeviceStrategy):
     # ---------------------------------------------------------------- device lifetime
     def setup_environment(self) -> None:
         super().setup_environment()
+        self._check_shapes(interface.check_network(self.lightning_module).config)  # before any chip opens
         self._ttml, self._ttnn = self._import_vendor("ttml"), self._import_vendor("ttnn")
         mesh_device = fabric.open_mesh(self._ttml, self.mesh_shape)
         self._device_open = True
@@ -113,9 +115,7 @@ class TTStrategy(SingleDeviceStrategy):
 
     def setup(self, trainer: Any) -> None:
         super().setup(trainer)
-        network = interface.check_network(self.lightning_module)
-        config = network.config
-        self._check_shapes(config)
+        config = self._network().config
         if config.dropout > 0:
             rank_zero_warn(
                 f"model.dropout={config.dropout}: on Tenstorrent only the residual-branch dropout is applied; "
@@ -147,7 +147,7 @@ class TTStrategy(SingleDeviceStrategy):
 
     # ---------------------------------------------------------------- host <-> chip weights
     def _network(self) -> torch.nn.Module:
-        return self.lightning_module.model  # its interface was checked in setup (lightning_tt.interface)
+        return self.lightning_module.model  # its interface was checked in setup_environment (lightning_tt.interface)
 
     @staticmethod
     def _check_shapes(config: Any) -> None:
