@@ -15,8 +15,9 @@ Semantics and checks mirror, in tt-train/sources/ttml/:
   sequence length and head_dim of the params; out = x * cos + (x @ trans_mat) * sin;
 - ops/scaled_dot_product_attention.cpp: q, k, v (B, H, S, hd), scale 1/sqrt(hd) inside, mask 1 = attend;
 - ops/losses.cpp (the 2026 version with the metal cross_entropy_fw kernel): cross_entropy_loss(prediction
-  (B, 1, T, V), target (B, T) UINT32, reduce=MEAN) -> (1, 1, 1, 1); reduce=NONE -> per-position (B, 1, T, 1);
-  other reductions throw; there is no ignore index;
+  (B, 1, T, V), target (B, T) UINT32, reduce=MEAN) -> (1, 1, 1, 1); reduce=NONE -> per-position (B, 1, T, 1)
+  (metal/ops/cross_entropy_fw/device/cross_entropy_fw_device_operation.cpp: the input's shape with last dim 1,
+  BFLOAT16; input BFLOAT16 TILE, target UINT32 ROW_MAJOR); other reductions throw; there is no ignore index;
 - ops/dropout_op.cpp, ops/unary_ops.cpp (silu, mean), ops/binary_ops.cpp (add, mul with a tensor or a float).
 Every op reads its inputs' HALF value and writes a BFLOAT16 result (autograd.from_op).
 """
@@ -229,6 +230,10 @@ def _cross_entropy_loss(prediction: Tensor, target: Tensor, reduce: ReduceType =
         f"cross_entropy_loss: target must be UINT32 (B, T) = {[shape[0], shape[2]]}, got {target.dtype()} {tshape}",
     )
     _check(max(int(s.max()) for s in target._shards) < shape[3], "cross_entropy_loss: target id out of range")
+    _check(
+        prediction.dtype() == ttnn.DataType.BFLOAT16 and target._layout == ttnn.Layout.ROW_MAJOR,
+        "CrossEntropyForward: Input must be BFLOAT16 TILE and Target UINT32 ROW_MAJOR",
+    )
     if reduce not in (ReduceType.NONE, ReduceType.MEAN):
         raise RuntimeError("Unsupported cross entropy reduction type, only NONE and MEAN are supported.")
     if reduce == ReduceType.NONE:  # per position, (B, 1, T, 1)
