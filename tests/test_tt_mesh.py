@@ -321,3 +321,14 @@ def test_ttmls_parallelism_context_outlives_the_mesh_and_is_reused_only_for_the_
     assert context.events.count("initialize_parallelism_context") == 1
     with pytest.raises(TTHardwareError, match="set up for another mesh and cannot be replaced .* run in a new process"):
         fabric.open_mesh(tt_double, [1, 4])
+
+
+def test_a_mesh_larger_than_the_chips_ttnn_sees_is_refused_before_the_fabric(tt_double):
+    import ttnn
+    from lightning_tt import fabric
+    from lightning_tt.errors import TTHardwareError
+
+    ttnn.DOUBLE_CHIPS = 2
+    with pytest.raises(TTHardwareError, match=r"mesh \[2, 4\] needs 8 Tenstorrent chip\(s\) but ttnn sees 2: run on"):
+        fabric.open_mesh(tt_double, [2, 4])
+    assert tt_double.autograd.AutoContext.get_instance().events == []  # no fabric, no device

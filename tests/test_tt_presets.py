@@ -66,7 +66,7 @@ def test_a_mesh_preset_trains_a_step_on_its_mesh(system, per_chip, tt_double, sm
     shape, _, name = SYSTEMS[system]
     ttnn.DOUBLE_CHIPS = 0
     err = one_line_error(capsys, ["fit", "--config", name, "--data.path", str(small_corpus)])
-    assert f"{math.prod(shape)} Tenstorrent chip(s) needed but 0 found (ttnn: TT_FATAL" in err
+    assert "Tenstorrent chip(s) needed but 0 found (ttnn: TT_FATAL" in err
     ttnn.DOUBLE_CHIPS = math.prod(shape)
     set_runtime_root(monkeypatch, tmp_path / "runtime")
     main(["fit", "--config", name, "--data.path", str(small_corpus), "--trainer.default_root_dir", str(tmp_path),

@@ -20,6 +20,7 @@ What the v0.81.1-era ttml does (tenstorrent/tt-metal, tt-train/sources/ttml/):
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import re
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning_tt import bridge
 from lightning_tt.errors import TTConfigError, TTHardwareError
 
 DESCRIPTOR_DIR = Path("tt_metal") / "fabric" / "mesh_graph_descriptors"
@@ -125,6 +127,13 @@ def open_mesh(ttml: Any, mesh_shape: list[int]) -> Any:
     """Enable the fabric (several chips), open the mesh, set up ttml's data-parallel context on a line mesh; returns
     the ttnn MeshDevice. Never calls get_device() before open_device (that would open a 1x1 device)."""
     chips = math.prod(mesh_shape)
+    found, reason = bridge.count_devices(importlib.import_module("ttnn"))
+    if found < chips:
+        detail = f" (ttnn: {reason})" if reason else ""
+        raise TTHardwareError(
+            f"mesh {list(mesh_shape)} needs {chips} Tenstorrent chip(s) but ttnn sees {found}{detail}: run on a "
+            "machine with that many chips (check with tt-smi) or set a smaller mesh_shape and --trainer.devices"
+        )
     if chips > 1:
         check_fabric_environment(mesh_shape)
         ttml.core.distributed.enable_fabric(chips)  # must precede open_device

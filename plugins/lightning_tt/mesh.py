@@ -55,6 +55,8 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
         """
         super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision_plugin=precision_plugin)
         self._requested_shape = None if mesh_shape is None else fabric.check_mesh_shape(mesh_shape)
+        self._opened_shape: list[int] | None = None
+        """The shape resolved when the mesh opened (the default reads the environment's descriptor once)."""
         self._batch_mapper: Any = None
         self._composer: Any = None
         self._grads_synced = True
@@ -83,6 +85,8 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
     # ---------------------------------------------------------------- mesh geometry
     @property
     def mesh_shape(self) -> list[int]:
+        if self._opened_shape is not None:
+            return list(self._opened_shape)
         chips_asked = len(self.parallel_devices) if self.parallel_devices else None
         if self._requested_shape is None:
             return default_mesh_shape(chips_asked or 1)
@@ -120,7 +124,12 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
     # ---------------------------------------------------------------- device lifetime
     def setup_environment(self) -> None:
         self._check_batch_size()  # before any chip opens
-        super().setup_environment()
+        self._opened_shape = self.mesh_shape
+        try:
+            super().setup_environment()
+        except BaseException:
+            self._opened_shape = None  # not opened: a later attempt resolves the shape again
+            raise
 
     def _after_open_device(self, mesh_device: Any) -> None:
         distributed = self._ttml.core.distributed
@@ -135,6 +144,7 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
     def _close_device(self) -> None:
         self._batch_mapper = self._composer = None
         super()._close_device()
+        self._opened_shape = None
 
     # ---------------------------------------------------------------- batches and results
     def _upload(self, array: np.ndarray, dtype: Any, layout: Any) -> Any:
