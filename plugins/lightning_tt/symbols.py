@@ -38,6 +38,7 @@ PLUGIN_SYMBOLS: tuple[Symbol, ...] = (
     _s("ttnn.BufferType.DRAM"),
     _s("ttnn.BufferType.L1"),
     _s("ttnn.get_memory_view", "device", "buffer_type"),
+    _s("ttnn.Tensor.item"),
     # ttml.autograd: the context (device, seed, graph, data parallelism) and tensors
     _s("ttml.autograd.AutoContext.get_instance"),
     _s("ttml.autograd.AutoContext.open_device", "mesh_shape", "device_ids"),
@@ -50,7 +51,7 @@ PLUGIN_SYMBOLS: tuple[Symbol, ...] = (
     _s("ttml.autograd.AutoContext.is_parallelism_context_initialized"),
     _s("ttml.autograd.AutoContext.get_parallelism_context"),
     _s("ttml.autograd.ParallelismContext.get_ddp_size"),
-    _s("ttml.autograd.DistributedConfig"),
+    _s("ttml.autograd.DistributedConfig", "enable_ddp"),
     _s("ttml.autograd.GradMode.ENABLED"),
     _s("ttml.autograd.GradMode.DISABLED"),
     _s("ttml.autograd.Tensor.from_numpy", "numpy_tensor", "layout", "new_type", "mapper"),
