@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch.accelerators import Accelerator
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_trickster.errors import HardwareError
 from lightning_tt import ACCELERATOR_NAME, bridge
+from lightning_tt.errors import TTHardwareError
 
 
 class TTAccelerator(Accelerator):
@@ -20,8 +20,10 @@ class TTAccelerator(Accelerator):
         # gives the user the exact missing piece instead of Lightning's generic "not available" message.
         problem = bridge.setup_problem()
         if problem:
-            raise HardwareError(problem)
+            raise TTHardwareError(problem)
         super().__init__()
+        self.mesh_device: Any = None
+        """The open ttnn MeshDevice, set by the TT strategy while its chips are open (None otherwise)."""
 
     def setup_device(self, device: torch.device) -> None:
         """Nothing to do: the strategy opens the chip through ttml's AutoContext (it owns the device)."""
@@ -71,16 +73,14 @@ class TTAccelerator(Accelerator):
         return ACCELERATOR_NAME
 
     def get_device_stats(self, device: Any) -> dict[str, Any]:
-        """DRAM/L1 bytes allocated, free and total on the open chip (ttnn.get_memory_view); {} when none is open."""
-        import ttml
+        """DRAM/L1 bytes allocated, free and total on the open mesh (ttnn.get_memory_view); {} when none is open.
+
+        Never asks ttml for the device: AutoContext.get_device() would open a 1x1 device when none is open."""
+        if self.mesh_device is None:
+            return {}
         import ttnn
 
-        context = ttml.autograd.AutoContext.get_instance()
-        try:
-            mesh_device = context.get_device()
-        except RuntimeError:
-            return {}
-        return bridge.memory_stats(ttnn, mesh_device)
+        return bridge.memory_stats(ttnn, self.mesh_device)
 
     @classmethod
     def register_accelerators(cls, accelerator_registry: Any) -> None:

@@ -15,14 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from lightning_tt.errors import TTConfigError
+
 TILE_SIZE = 32
 """Edge of a ttnn tile; ttml needs sequence length, widths and head_dim in multiples of it."""
 
 TTNN_VERSION = "0.81.1"
 """The ttnn release this plugin was checked against (its host APIs, in CI); ttml must be built from the same tag."""
 
-PRECISION_TO_DTYPE = {"bf16-true": "BFLOAT16", "32-true": "FLOAT32"}
-"""Lightning precision string -> ttnn.DataType member used for parameters and activations on the device."""
+PRECISION_TO_DTYPE = {"bf16-true": "BFLOAT16"}
+"""Lightning precision string -> ttnn.DataType of parameters and activations on the device. Only bf16-true: the
+v0.81.1-era ttml computes in bfloat16 even on FLOAT32 tensors (autocast_tensor.cpp), and its AdamW updates their
+bfloat16 copy (optimizers/adamw.cpp @ 013b2173), so float32 master weights would not be kept."""
 
 INSTALL_TTNN = f"pip install ttnn=={TTNN_VERSION} (wheels exist for CPython 3.10 and 3.12 only)"
 BUILD_TTML = (
@@ -37,6 +41,37 @@ def import_optional(name: str) -> Any | None:
         return importlib.import_module(name)
     except Exception:  # noqa: BLE001 - a broken native extension raises more than ImportError
         return None
+
+
+def import_problem(name: str) -> str | None:
+    """Why `import <name>` (ttnn or ttml) fails, as one line with the fix; None when it imports.
+
+    Each cause gets its own message (tt-metal v0.81.1 era): not installed; ttml's __init__ raising EnvironmentError
+    because TT_METAL_HOME is unset and ~/tt-metal is missing (ttml/__init__.py @ 0126f1ba, issue #35389);
+    std::bad_cast when _ttml and _ttnn come from different builds (_ttml reuses ttnn's nanobind types).
+    """
+    try:
+        importlib.import_module(name)
+        return None
+    except ModuleNotFoundError as err:
+        if err.name in (name, f"_{name}"):
+            return f"{name} is not installed: {INSTALL_TTNN if name == 'ttnn' else BUILD_TTML}"
+        reason = err
+    except Exception as err:  # noqa: BLE001 - a broken native extension raises anything
+        reason = err
+    text = " ".join(str(reason).split()) or type(reason).__name__
+    if "bad_cast" in text:
+        return (
+            f"import {name} failed with std::bad_cast: _ttml and _ttnn come from different builds; install ttnn from "
+            f"the same tt-metal build as ttml (build_metal.sh --build-tt-train, then use that tree's ttnn), not the "
+            f"PyPI wheel next to a separately built ttml"
+        )
+    if "TT_METAL_HOME" in text:
+        return (
+            f"import {name} failed: TT_METAL_HOME is not set and ~/tt-metal does not exist: export "
+            "TT_METAL_HOME=<the tt-metal checkout ttml was built from>"
+        )
+    return f"import {name} failed ({type(reason).__name__}: {text[:200]}): {BUILD_TTML}"
 
 
 def count_devices(ttnn: Any) -> tuple[int, str | None]:
@@ -55,13 +90,15 @@ def count_devices(ttnn: Any) -> tuple[int, str | None]:
 def setup_problem(need_ttml: bool = True, devices_wanted: int = 1) -> str | None:
     """One line naming everything that stops TT training here and how to fix it; None when nothing does."""
     problems = []
-    ttnn = import_optional("ttnn")
-    if ttnn is None:
-        problems.append(f"ttnn is not installed: {INSTALL_TTNN}")
-    if need_ttml and import_optional("ttml") is None:
-        problems.append(f"ttml (tt-train) is not installed; {BUILD_TTML}")
-    if ttnn is not None:
-        found, reason = count_devices(ttnn)
+    ttnn_problem = import_problem("ttnn")
+    if ttnn_problem:
+        problems.append(ttnn_problem)
+    if need_ttml:
+        ttml_problem = import_problem("ttml")
+        if ttml_problem and ttml_problem != ttnn_problem:
+            problems.append(ttml_problem)
+    if not ttnn_problem:
+        found, reason = count_devices(importlib.import_module("ttnn"))
         if found < devices_wanted:
             detail = f" (ttnn: {reason})" if reason else ""
             problems.append(
@@ -98,6 +135,22 @@ def targets_layout(targets: np.ndarray, vocab_size: int) -> np.ndarray:
             "cross_entropy_loss"
         )
     return np.ascontiguousarray(targets, dtype=np.uint32)
+
+
+def scored_targets(targets: np.ndarray, vocab_size: int, padded_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets [B, T] with -100 marking unscored positions -> (ids [B, T_pad] uint32 with 0 where unscored, weights
+    [B, 1, T_pad, 1] float32: 1 where scored). ttml's cross_entropy_loss has no ignore index, so ignored positions
+    get a valid id and weight 0; time padding up to T_pad weighs 0 too."""
+    if targets.ndim != 2 or targets.shape[1] > padded_length:
+        raise ValueError(f"targets must be [batch, time <= {padded_length}], got shape {targets.shape}")
+    scored = targets != -100
+    if targets[scored].size and (targets[scored].min() < 0 or targets[scored].max() >= vocab_size):
+        raise ValueError(f"targets must be token ids in [0, {vocab_size}) or -100 (not scored)")
+    ids = np.zeros((targets.shape[0], padded_length), dtype=np.uint32)
+    ids[:, : targets.shape[1]] = np.where(scored, targets, 0)
+    weights = np.zeros((targets.shape[0], 1, padded_length, 1), dtype=np.float32)
+    weights[:, 0, : targets.shape[1], 0] = scored
+    return ids, weights
 
 
 def pad_time(tokens: np.ndarray) -> tuple[np.ndarray, int]:
@@ -170,28 +223,6 @@ def shard_rows(batch: np.ndarray, num_shards: int) -> list[np.ndarray]:
     return np.split(batch, num_shards, axis=0)
 
 
-DATA_PARALLEL_AXIS = 1
-"""The mesh axis the batch is split along: the columns of a one-row [1, N] mesh (N300 [1, 2], T3K [1, 8],
-Galaxy [1, 32]); ttml's enable_fabric picks its 1x8 / 1x32 mesh graph descriptors for these."""
-
-
-def check_mesh_shape(mesh_shape: Any) -> list[int]:
-    """A data-parallel mesh shape [1, N] as a list of ints, or a ValueError naming the fix."""
-    shape = list(mesh_shape) if isinstance(mesh_shape, (list, tuple)) else None
-    if (
-        shape is None
-        or len(shape) != 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
-        or shape[0] != 1
-        or shape[1] < 1
-    ):
-        raise ValueError(
-            f"mesh_shape {mesh_shape!r} is not a one-row mesh [1, N]: strategy 'tt_ddp' splits the batch over the "
-            "chips of one row; use [1, 2] (N300), [1, 8] (T3K/LoudBox) or [1, 32] (Galaxy)"
-        )
-    return shape
-
-
 def pad_rows(array: np.ndarray, multiple: int) -> np.ndarray:
     """Append zero rows until dim 0 is a multiple of `multiple` (filler an evaluation crops off again)."""
     missing = -array.shape[0] % multiple
@@ -200,12 +231,20 @@ def pad_rows(array: np.ndarray, multiple: int) -> np.ndarray:
     return np.concatenate([array, np.zeros((missing, *array.shape[1:]), dtype=array.dtype)])
 
 
+PRECISION_32_REFUSED = (
+    "--trainer.precision '32-true' is not supported on Tenstorrent: ttml (v0.81.1) computes in bfloat16 even on "
+    "float32 tensors and its AdamW updates their bfloat16 copy, so float32 weights would not be kept; use "
+    "--trainer.precision bf16-true"
+)
+
+
 def ttnn_dtype(ttnn: Any, precision: str) -> Any:
-    """The ttnn.DataType for a Lightning precision string ('bf16-true' or '32-true')."""
+    """The ttnn.DataType for a Lightning precision string (only 'bf16-true' runs on the chip)."""
     if precision not in PRECISION_TO_DTYPE:
-        raise ValueError(
-            f"precision {precision!r} is not supported on Tenstorrent: set --trainer.precision to one of "
-            f"{', '.join(PRECISION_TO_DTYPE)}"
+        if precision == "32-true":
+            raise TTConfigError(PRECISION_32_REFUSED)
+        raise TTConfigError(
+            f"--trainer.precision {precision!r} is not supported on Tenstorrent: use --trainer.precision bf16-true"
         )
     return getattr(ttnn.DataType, PRECISION_TO_DTYPE[precision])
 

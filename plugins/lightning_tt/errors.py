@@ -1,13 +1,14 @@
-"""Errors of the Tenstorrent plugin: each message is one line naming the problem and the fix."""
+"""The plugin's own error types. An application maps TTError to one `error: <message>` line (the message already
+says the problem and the fix, on one line), so the plugin depends on no application code."""
 
 
 class TTError(Exception):
-    """A Tenstorrent run cannot go ahead as configured."""
+    """Base of every error the plugin raises for a user to fix; its message is one line: problem, then fix."""
 
 
 class TTConfigError(TTError, ValueError):
-    """A setting (shape, precision, mesh, batch) the chips cannot run."""
+    """A setting cannot run on Tenstorrent as given: precision, mesh shape, batch split, model shape."""
 
 
 class TTHardwareError(TTError):
-    """The Tenstorrent software stack or the chips are missing or broken."""
+    """The Tenstorrent software stack (ttnn, ttml, environment) or a chip is missing or broken."""

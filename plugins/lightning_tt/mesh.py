@@ -1,17 +1,21 @@
-"""TTMeshStrategy ("tt_ddp"): data-parallel training over a one-row mesh of Tenstorrent chips, from one process.
+"""TTMeshStrategy ("tt_ddp"): data-parallel training over a mesh of Tenstorrent chips ([1, 2] N300, [2, 4] T3K or
+LoudBox, [8, 4] Galaxy), from one process.
 
-One Python process drives every local chip through ttml (tt-train's process model: one process per host), so
-Lightning sees a single process (world_size 1) and the strategy does the data parallelism itself:
-- setup: enable the fabric (ttml.core.distributed.enable_fabric) *before* the mesh opens, then open [1, N];
-- each batch Lightning hands over is the *global* micro-batch: data.batch_size windows, split row-wise over the N
-  chips by ttml's shard_tensor_to_mesh_mapper(device, 0) (data.batch_size / N windows per chip); a batch that does
-  not split evenly is a config error;
-- every chip holds a copy of every weight, runs forward and backward on its shard and gets its own gradients;
-  before clipping and the optimizer step they are averaged across the chips (synchronize_gradients: all-reduce sum
-  times 1/N), so every copy takes the same AdamW step. The first step checks that this really averaged;
+One Python process drives every local chip through ttml (tt-train's process model: one process per host):
+- Lightning sees one process (world_size 1, global_rank 0) but `trainer.num_devices` is the number of chips: the
+  strategy is a ParallelStrategy whose parallel_devices are the chip ids, and it does the data parallelism itself;
+- setup: check the environment and the machine's mesh graph descriptor, enable the fabric, open the mesh, and on a
+  line mesh set up ttml's own DDP context (lightning_tt.fabric.open_mesh);
+- each batch Lightning hands over is the *global* micro-batch: data.batch_size windows, split row-wise over all the
+  chips in row-major chip order by ttml's shard_tensor_to_mesh_mapper(device, 0) (no cluster axis: the whole mesh);
+  a batch that does not split evenly is a config error;
+- every chip holds a copy of every weight, runs forward and backward on its rows and gets its own gradients; before
+  clipping and the optimizer step they are averaged over every chip: ttml's synchronize_gradients over its DDP axis
+  on a line mesh, over both axes [0, 1] on a 2-D mesh (all-reduce sum times 1/chips), so every copy takes the same
+  AdamW step. The first step checks that this really averaged;
 - the logged loss is the mean of the chips' shard losses (equal shards: the mean over the global batch);
-- validation/prediction batches are split the same way, padded with filler rows when they do not divide, and
-  the chips' logits are concatenated back in batch order and cropped, so every window is scored exactly once.
+- validation batches are split the same way (padded with filler rows that weigh nothing when they do not divide),
+  so every window is scored exactly once; the loss is computed on the chips and the host reads one scalar per chip.
 
 Lightning's collectives need no mesh logic: the values the module logs are already global (computed from the whole
 batch), and with one process reduce/all_gather/broadcast/barrier are identities (SingleDeviceStrategy's).
@@ -24,14 +28,16 @@ import os
 from typing import Any
 
 import numpy as np
+from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.pytorch.strategies import ParallelStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_trickster.errors import HardwareError, InvalidConfigError
-from lightning_tt import MESH_STRATEGY_NAME, bridge
+from lightning_tt import MESH_STRATEGY_NAME, bridge, fabric
+from lightning_tt.errors import TTConfigError, TTHardwareError
 from lightning_tt.strategy import TTStrategy
 
 
-class TTMeshStrategy(TTStrategy):
+class TTMeshStrategy(TTStrategy, ParallelStrategy):
     strategy_name = MESH_STRATEGY_NAME
 
     def __init__(
@@ -43,28 +49,49 @@ class TTMeshStrategy(TTStrategy):
     ) -> None:
         """
         Args:
-            mesh_shape: chips as [1, N]: [1, 2] N300, [1, 8] T3K/LoudBox, [1, 32] Galaxy. Default: [1, trainer.devices].
+            mesh_shape: chips as [rows, cols], as the machine's mesh graph descriptor has them: [1, 2] N300,
+                [2, 4] T3K/LoudBox, [8, 4] Galaxy. Default: the descriptor's shape for --trainer.devices chips when
+                the environment names one, else [1, devices].
         """
         super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision_plugin=precision_plugin)
-        try:
-            self._requested_shape = None if mesh_shape is None else bridge.check_mesh_shape(mesh_shape)
-        except ValueError as err:
-            raise InvalidConfigError(str(err)) from None
-        self.parallel_devices: list[int] | None = None
-        """Chip ids from --trainer.devices; Lightning's connector fills this in."""
+        self._requested_shape = None if mesh_shape is None else fabric.check_mesh_shape(mesh_shape)
+        self._opened_shape: list[int] | None = None
+        """The shape resolved when the mesh opened (the default reads the environment's descriptor once)."""
         self._batch_mapper: Any = None
         self._composer: Any = None
         self._grads_synced = True
         self._sync_verified = False
 
+    # ---------------------------------------------------------------- one process, many chips
+    # Plain values shadowing ParallelStrategy's cluster-environment properties: one process drives every chip.
+    global_rank = 0
+    local_rank = 0
+    node_rank = 0
+    world_size = 1
+
+    @property
+    def is_distributed(self) -> bool:
+        return False  # Lightning must not insert a DistributedSampler: this process reads the whole batch
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, Any]:
+        return {"num_replicas": 1, "rank": 0}
+
+    def teardown(self) -> None:
+        if self.cluster_environment is None:  # used without a Trainer; ParallelStrategy.teardown needs one
+            self.cluster_environment = LightningEnvironment()
+        super().teardown()
+
     # ---------------------------------------------------------------- mesh geometry
     @property
     def mesh_shape(self) -> list[int]:
+        if self._opened_shape is not None:
+            return list(self._opened_shape)
         chips_asked = len(self.parallel_devices) if self.parallel_devices else None
         if self._requested_shape is None:
-            return [1, chips_asked or 1]
+            return default_mesh_shape(chips_asked or 1)
         if chips_asked is not None and chips_asked != math.prod(self._requested_shape):
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"strategy 'tt_ddp' mesh_shape {self._requested_shape} has {math.prod(self._requested_shape)} chips "
                 f"but --trainer.devices is {chips_asked}: set them to the same number of chips"
             )
@@ -80,7 +107,7 @@ class TTMeshStrategy(TTStrategy):
         batch_size = getattr(datamodule, "hparams", {}).get("batch_size")
         chips = self.data_parallel_size
         if batch_size is not None and batch_size % chips:
-            raise InvalidConfigError(self._split_message(batch_size))
+            raise TTConfigError(self._split_message(batch_size))
         if batch_size is not None:
             rank_zero_info(
                 f"tt_ddp: mesh {self.mesh_shape}, one process drives {chips} chip(s); data.batch_size {batch_size} "
@@ -97,19 +124,12 @@ class TTMeshStrategy(TTStrategy):
     # ---------------------------------------------------------------- device lifetime
     def setup_environment(self) -> None:
         self._check_batch_size()  # before any chip opens
-        super().setup_environment()
-
-    def _before_open_device(self) -> None:
-        chips = self.data_parallel_size
-        if chips == 1:
-            return
-        if not os.environ.get("TT_METAL_HOME") and not os.environ.get("TT_MESH_GRAPH_DESC_PATH"):
-            raise HardwareError(
-                f"strategy 'tt_ddp' on {chips} chips needs the fabric, and ttml's enable_fabric reads the mesh graph "
-                "descriptors from the tt-metal checkout: export TT_METAL_HOME=<the tt-metal tree ttml was built from>"
-                " (or TT_MESH_GRAPH_DESC_PATH=<descriptor>)"
-            )
-        self._ttml.core.distributed.enable_fabric(chips)  # must precede open_device
+        self._opened_shape = self.mesh_shape
+        try:
+            super().setup_environment()
+        except BaseException:
+            self._opened_shape = None  # not opened: a later attempt resolves the shape again
+            raise
 
     def _after_open_device(self, mesh_device: Any) -> None:
         distributed = self._ttml.core.distributed
@@ -124,11 +144,12 @@ class TTMeshStrategy(TTStrategy):
     def _close_device(self) -> None:
         self._batch_mapper = self._composer = None
         super()._close_device()
+        self._opened_shape = None
 
     # ---------------------------------------------------------------- batches and results
     def _upload(self, array: np.ndarray, dtype: Any, layout: Any) -> Any:
         if array.shape[0] % self.data_parallel_size:
-            raise InvalidConfigError(self._split_message(array.shape[0]))
+            raise TTConfigError(self._split_message(array.shape[0]))
         return self._ttml.autograd.Tensor.from_numpy(array, layout, dtype, self._batch_mapper)
 
     def _pad_rows(self, array: np.ndarray) -> np.ndarray:
@@ -137,9 +158,9 @@ class TTMeshStrategy(TTStrategy):
     def _download(self, tensor: Any) -> np.ndarray:
         return tensor.to_numpy(self._ttnn.DataType.FLOAT32, self._composer)  # chips' shards in batch order
 
-    def _loss_to_host(self, loss: Any) -> float:
-        # One mean loss per chip, over equal shards: their mean is the loss over the whole batch.
-        return float(self._download(loss).mean())
+    def _mean_over_chips(self, value: Any) -> float:
+        # One scalar per chip (a mean over equal shards): their mean is the value over the whole batch.
+        return float(self._download(value).mean())
 
     # ---------------------------------------------------------------- gradients
     def _after_backward(self) -> None:
@@ -158,11 +179,7 @@ class TTMeshStrategy(TTStrategy):
             return
         parameters = self.device_model.parameters()
         probe = None if self._sync_verified else self._probe_gradient()
-        distributed = self._ttml.core.distributed
-        try:
-            distributed.synchronize_gradients(parameters, [bridge.DATA_PARALLEL_AXIS])
-        except TypeError:  # a ttml without the cluster_axes overload: its one-argument form averages over all chips
-            distributed.synchronize_gradients(parameters)
+        fabric.synchronize_gradients(self._ttml, parameters, self.mesh_shape)
         if probe is not None:
             self._verify_average(*probe)
 
@@ -187,11 +204,10 @@ class TTMeshStrategy(TTStrategy):
         after = self._chip_rows(tensor)
         error = float(np.abs(after - expected).max()) / scale
         if error > 2e-2:  # bfloat16 all-reduce rounding is ~1e-2 of the largest value at most
-            raise HardwareError(
+            raise TTHardwareError(
                 f"strategy 'tt_ddp': ttml's synchronize_gradients did not average the gradients over the "
-                f"{self.data_parallel_size} chips (off by {error:.2g} of their scale), so the chips' copies would "
-                "diverge: use a ttml built from the same tt-metal tag as ttnn whose synchronize_gradients averages "
-                "over the mesh (README, Tenstorrent meshes)"
+                f"{self.data_parallel_size} chips of mesh {self.mesh_shape} (off by {error:.2g} of their scale), so "
+                "the chips' copies would diverge: use ttml and ttnn built from the same tt-metal tag (v0.81.1)"
             )
         self._sync_verified = True
 
@@ -200,5 +216,19 @@ class TTMeshStrategy(TTStrategy):
         strategy_registry.register(
             cls.strategy_name,
             cls,
-            description="Data parallel over a [1, N] Tenstorrent mesh from one process (ttml); batch = global batch",
+            description="Data parallel over a Tenstorrent mesh from one process (ttml); batch = global batch",
         )
+
+
+def default_mesh_shape(chips: int) -> list[int]:
+    """The shape of the descriptor enable_fabric would use for this many chips, if the environment names one that
+    exists; else one row [1, chips]."""
+    try:
+        path = fabric.descriptor_path(chips, os.environ) if chips > 1 else None
+    except TTHardwareError:
+        path = None  # reported when the mesh opens, with the fix
+    if path is not None and path.is_file():
+        dims = fabric.descriptor_dims(path.read_text(encoding="utf-8", errors="replace"))
+        if dims and math.prod(dims) == chips:
+            return dims
+    return [1, chips]

@@ -1,31 +1,36 @@
-"""TTPrecision: the numeric format of parameters and activations on the chip; the host module stays float32."""
+"""TTPrecision: the numeric format on the chip (bfloat16); the host module stays float32."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.utilities import GradClipAlgorithmType
 
-from lightning_trickster.errors import InvalidConfigError
-
-TTPrecisionName = Literal["bf16-true", "32-true"]
+from lightning_tt.bridge import PRECISION_32_REFUSED
+from lightning_tt.errors import TTConfigError
 
 
 class TTPrecision(Precision):
-    """bf16-true: ttml's native bfloat16 parameters and math. 32-true: float32 tensors on the chip.
+    """bf16-true: ttml's bfloat16 parameters and math, the only format the v0.81.1-era ttml really keeps.
+
+    "32-true" is refused (one line, see bridge.PRECISION_32_REFUSED): that ttml reads float32 tensors as bfloat16
+    in every op (autograd/autocast_tensor.cpp, get_value() defaults to HALF) and its fused AdamW writes the bfloat16
+    copy (optimizers/adamw.cpp @ 013b2173), so a "32-true" run would compute and update in bfloat16 while claiming
+    float32.
 
     Backward and the parameter update run on the chip (the strategy does them), so this plugin never touches
     host gradients: `backward` is not used, and gradient clipping is recorded here and applied on the chip.
     """
 
-    def __init__(self, precision: TTPrecisionName = "bf16-true") -> None:
-        if precision not in get_args(TTPrecisionName):
-            raise InvalidConfigError(
-                f"--trainer.precision {precision!r} is not supported with accelerator 'tt': use one of "
-                f"{', '.join(get_args(TTPrecisionName))}"
+    def __init__(self, precision: str = "bf16-true") -> None:
+        if precision == "32-true":
+            raise TTConfigError(PRECISION_32_REFUSED)
+        if precision != "bf16-true":
+            raise TTConfigError(
+                f"--trainer.precision {precision!r} is not supported with accelerator 'tt': use bf16-true"
             )
         self.precision = precision
         self.requested_clip_norm: float | None = None
@@ -43,7 +48,7 @@ class TTPrecision(Precision):
         if clip_val <= 0:
             return
         if gradient_clip_algorithm != GradClipAlgorithmType.NORM:
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"--trainer.gradient_clip_algorithm {gradient_clip_algorithm.value!r} is not supported with "
                 "accelerator 'tt' (ttml clips by norm): use 'norm'"
             )

@@ -1,8 +1,9 @@
 """TTStrategy: one Tenstorrent chip; the strategy owns forward, backward and the parameter update (IPU pattern).
 
-The LightningModule and its torch NanoTrickster stay on the host as the source of truth for hyper-parameters,
-logging, metrics and checkpoints. The strategy
-- opens the chip (ttml AutoContext) in setup_environment and builds a ttml twin from the host weights in setup;
+The LightningModule and its torch model (the interface in lightning_tt's docstring) stay on the host as the source
+of truth for hyper-parameters, logging, metrics and checkpoints. The strategy
+- checks the model's interface and shapes, then opens the chip (ttml AutoContext) in setup_environment, and builds
+  a ttml twin from the host weights in setup;
 - runs the module's own *_step methods with `module.model.forward` routed to the twin, so the step code, its
   metrics and logging are the CPU ones;
 - on backward runs the ttml backward; on the optimizer step clips on the chip, sets the LR the host scheduler
@@ -12,27 +13,28 @@ logging, metrics and checkpoints. The strategy
   teardown, also after an exception.
 
 The mesh data-parallel subclass (lightning_tt.mesh.TTMeshStrategy, "tt_ddp") overrides the hooks `mesh_shape`,
-`_before_open_device` (fabric), `_after_open_device` (mappers), `_upload` (shard the batch), `_pad_rows`,
-`_download` and `_loss_to_host` (compose the chips' shards) and `_after_backward` (average gradients across chips).
+`_after_open_device` (mappers), `_upload` (shard the batch), `_pad_rows`, `_download` and `_mean_over_chips`
+(compose the chips' shards) and `_after_backward` (average gradients across chips). Opening the chips (fabric,
+descriptor check, ttml's data-parallel context) is lightning_tt.fabric.open_mesh, shared with `tt-check`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.plugins.precision import HalfPrecision, Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_trickster.errors import InvalidConfigError
-from lightning_tt import STRATEGY_NAME, bridge
+from lightning_tt import STRATEGY_NAME, bridge, fabric, interface
+from lightning_tt.errors import TTConfigError, TTHardwareError
 from lightning_tt.precision import TTPrecision
 
 
@@ -65,14 +67,14 @@ class TTStrategy(SingleDeviceStrategy):
     def precision_plugin(self, plugin: Precision | None) -> None:
         if plugin is None or isinstance(plugin, TTPrecision):
             self._precision_plugin = plugin or TTPrecision()
-        elif type(plugin) is Precision:
-            self._precision_plugin = TTPrecision("32-true")
+        elif type(plugin) is Precision:  # Lightning's "32-true" (also its default)
+            self._precision_plugin = TTPrecision("32-true")  # refused there, with the reason
         elif type(plugin) is HalfPrecision and plugin.precision == "bf16-true":
             self._precision_plugin = TTPrecision("bf16-true")
         else:
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"--trainer.precision {getattr(plugin, 'precision', type(plugin).__name__)!r} is not supported "
-                "with strategy 'tt': use bf16-true (ttml's native format) or 32-true"
+                "with strategy 'tt': use bf16-true (the format ttml computes in)"
             )
 
     @property
@@ -82,28 +84,38 @@ class TTStrategy(SingleDeviceStrategy):
     # ---------------------------------------------------------------- device lifetime
     def setup_environment(self) -> None:
         super().setup_environment()
-        import ttml
-        import ttnn
-
-        self._ttml, self._ttnn = ttml, ttnn
-        context = ttml.autograd.AutoContext.get_instance()
-        self._before_open_device()
-        context.open_device(self.mesh_shape)
+        self._check_shapes(interface.check_network(self.lightning_module).config)  # before any chip opens
+        self._ttml, self._ttnn = self._import_vendor("ttml"), self._import_vendor("ttnn")
+        mesh_device = fabric.open_mesh(self._ttml, self.mesh_shape)
         self._device_open = True
-        self._after_open_device(context.get_device())
-        context.set_seed(torch.initial_seed() % 2**32)
+        self.accelerator_mesh_device = mesh_device
+        self._after_open_device(mesh_device)
+        self._ttml.autograd.AutoContext.get_instance().set_seed(torch.initial_seed() % 2**32)
 
-    def _before_open_device(self) -> None:
-        """Hook: what must happen before the chips open (a mesh enables the fabric here)."""
+    @staticmethod
+    def _import_vendor(name: str) -> Any:
+        problem = bridge.import_problem(name)
+        if problem:
+            raise TTHardwareError(f"accelerator 'tt' cannot run here: {problem}")
+        return importlib.import_module(name)
+
+    @property
+    def accelerator_mesh_device(self) -> Any:
+        return getattr(self.accelerator, "mesh_device", None)
+
+    @accelerator_mesh_device.setter
+    def accelerator_mesh_device(self, mesh_device: Any) -> None:
+        # The accelerator reads memory statistics from the open mesh; it must never ask ttml for the device
+        # itself (AutoContext.get_device() would open a 1x1 device when none is open).
+        if self.accelerator is not None:
+            self.accelerator.mesh_device = mesh_device
 
     def _after_open_device(self, mesh_device: Any) -> None:
         """Hook: what needs the open device (a mesh builds its batch mapper and composer here)."""
 
     def setup(self, trainer: Any) -> None:
         super().setup(trainer)
-        network = self._network()
-        config = network.config
-        self._check_shapes(config)
+        config = self._network().config
         if config.dropout > 0:
             rank_zero_warn(
                 f"model.dropout={config.dropout}: on Tenstorrent only the residual-branch dropout is applied; "
@@ -130,17 +142,12 @@ class TTStrategy(SingleDeviceStrategy):
         self.device_model, self._device_optimizers, self._pending_loss = None, [], None
         self._generation_history = (None, None)
         self._device_open = False
+        self.accelerator_mesh_device = None
         self._ttml.autograd.AutoContext.get_instance().close_device()
 
     # ---------------------------------------------------------------- host <-> chip weights
     def _network(self) -> torch.nn.Module:
-        network = getattr(self.lightning_module, "model", None)
-        if type(network).__name__ != "NanoTrickster":
-            raise InvalidConfigError(
-                f"strategy 'tt' runs NanoTrickster models; {type(self.lightning_module).__name__}.model is "
-                f"{type(network).__name__}: use --trainer.accelerator cpu/gpu for other models"
-            )
-        return network
+        return self.lightning_module.model  # its interface was checked in setup_environment (lightning_tt.interface)
 
     @staticmethod
     def _check_shapes(config: Any) -> None:
@@ -153,7 +160,7 @@ class TTStrategy(SingleDeviceStrategy):
         }
         broken = [name for name, ok in rules.items() if not ok]
         if broken:
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"on Tenstorrent {', '.join(broken)} must be multiples of {tile} (ttml works in 32x32 tiles; RoPE "
                 f"needs head_dim % 32 == 0): got max_seq_len={config.max_seq_len}, hidden_dim={config.hidden_dim}, "
                 f"mlp_dim={config.mlp_dim}, num_heads={config.num_heads}"
@@ -192,12 +199,12 @@ class TTStrategy(SingleDeviceStrategy):
     def _build_device_optimizers(self) -> None:
         ttml, model = self._ttml, self.device_model
         if len(self.optimizers) != 1:
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"strategy 'tt' supports one optimizer, configure_optimizers returned {len(self.optimizers)}"
             )
         host_optimizer = self.optimizers[0]
         if not isinstance(host_optimizer, torch.optim.AdamW):
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"strategy 'tt' runs AdamW on the chip; configure_optimizers returned {type(host_optimizer).__name__}"
             )
         names = {id(p): name for name, p in self._named_parameters().items()}
@@ -314,7 +321,7 @@ class TTStrategy(SingleDeviceStrategy):
         if targets is None or cache is not None:
             raise RuntimeError("training on Tenstorrent needs (inputs, targets) batches and no KV cache")
         if idx.shape[1] % bridge.TILE_SIZE:
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"training windows of {idx.shape[1]} tokens: on Tenstorrent the window (model.max_seq_len) must be "
                 f"a multiple of {bridge.TILE_SIZE}"
             )
@@ -332,7 +339,7 @@ class TTStrategy(SingleDeviceStrategy):
         return None, torch.tensor(math.nan)
 
     def _loss_to_host(self, loss: Any) -> float:
-        return float(loss.get_value().item())
+        return self._mean_over_chips(loss)
 
     def _pad_rows(self, array: np.ndarray) -> np.ndarray:
         """Hook: evaluation batches a mesh cannot split evenly get filler rows here (cropped after)."""
@@ -344,6 +351,11 @@ class TTStrategy(SingleDeviceStrategy):
 
     def _eval_forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: Any = None):
         """Same contract as NanoTrickster.forward, computed on the chip; returns host (logits, loss).
+
+        With targets (validation/test) the loss is computed on the chip: ttml's per-position cross-entropy
+        (ReduceType.NONE) times a mask of the scored positions, averaged on the chip, so the host reads one
+        scalar per chip. The logits are downloaded only if the LightningModule needs them (its
+        `evaluation_needs_logits`, default True; see lightning_tt's docstring); otherwise None is returned.
 
         With a KVCache (generation) the chip recomputes the whole cached sequence each call, which gives the same
         logits as cached attention; the cache object only keys the token history here.
@@ -359,7 +371,7 @@ class TTStrategy(SingleDeviceStrategy):
         else:
             sequence = idx.numpy()
         if sequence.shape[1] > config.max_seq_len:
-            raise InvalidConfigError(
+            raise TTConfigError(
                 f"sequence of {sequence.shape[1]} tokens exceeds max_seq_len={config.max_seq_len}: "
                 "use shorter windows or a model with a larger max_seq_len"
             )
@@ -368,19 +380,40 @@ class TTStrategy(SingleDeviceStrategy):
         ttnn = self._ttnn
         token_ids = bridge.tokens_layout(self._pad_rows(padded), config.vocab_size)
         tokens = self._upload(token_ids, ttnn.DataType.UINT32, ttnn.Layout.ROW_MAJOR)
+        want_logits = targets is None or getattr(self.lightning_module, "evaluation_needs_logits", True)
         self._set_grad_mode(False)
         self.device_model.eval()
         try:
-            logits = self._download(self.device_model(tokens))[:rows]  # [B, 1, T_pad, V_pad]
+            device_logits = self.device_model(tokens)
+            loss = None if targets is None else self._device_loss(device_logits, targets.numpy(), padded.shape[1])
+            logits = self._download(device_logits)[:rows] if want_logits else None  # [B, 1, T_pad, V_pad]
         finally:
             self._ttml.autograd.AutoContext.get_instance().reset_graph()
             self._set_grad_mode(True)
-        logits = torch.from_numpy(np.ascontiguousarray(logits[:, 0, :length, : config.vocab_size]))
-        logits = logits[:, -idx.shape[1] :]  # only the positions this call asked for
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        if logits is not None:
+            logits = torch.from_numpy(np.ascontiguousarray(logits[:, 0, :length, : config.vocab_size]))
+            logits = logits[:, -idx.shape[1] :]  # only the positions this call asked for
         return logits, loss
+
+    def _device_loss(self, logits: Any, targets: np.ndarray, padded_length: int) -> torch.Tensor:
+        """Mean cross-entropy over the scored positions (targets != -100), computed on the chip; NaN when none is
+        scored (as torch's cross_entropy with ignore_index gives)."""
+        ttml, ttnn = self._ttml, self._ttnn
+        labels, weights = bridge.scored_targets(targets, self._network().config.vocab_size, padded_length)
+        labels, weights = self._pad_rows(labels), self._pad_rows(weights)
+        labels_on_chip = self._upload(labels, ttnn.DataType.UINT32, ttnn.Layout.ROW_MAJOR)
+        weights_on_chip = self._upload(weights, ttnn.DataType.BFLOAT16, ttnn.Layout.TILE)
+        per_position = ttml.ops.loss.cross_entropy_loss(logits, labels_on_chip, reduce=ttml.ops.ReduceType.NONE)
+        chip_means = ttml.ops.unary.mean(ttml.ops.binary.mul(per_position, weights_on_chip))
+        scored = int(weights.sum())
+        # Every chip holds the same number of rows, so the sum over positions is the mean of the chips' means
+        # times all positions (filler rows and padded time steps weigh 0).
+        total = self._mean_over_chips(chip_means) * weights.size
+        return torch.tensor(total / scored if scored else math.nan, dtype=torch.float32)
+
+    def _mean_over_chips(self, value: Any) -> float:
+        """A per-chip scalar averaged over the chips (one chip: the value)."""
+        return float(value.get_value().item())
 
     @classmethod
     def register_strategies(cls, strategy_registry: Any) -> None:

@@ -1,6 +1,7 @@
-"""NanoTricksterTT: the ttml twin of NanoTrickster, built from ttml ops, with weights addressed by torch name.
+"""NanoTricksterTT: the ttml twin of a NanoTrickster-shaped torch model (the interface in lightning_tt's docstring),
+built from ttml ops, with weights addressed by torch name.
 
-Imported only after TTAccelerator found ttnn and ttml. Same computation as lightning_trickster.model:
+Imported only after TTAccelerator found ttnn and ttml. Same computation as the torch model:
 RMSNorm -> fused qkv -> heads -> RoPE on adjacent channel pairs -> causal SDPA -> proj -> residual, RMSNorm ->
 down(silu(gate x) * up x) -> residual, final RMSNorm, output tied to the embedding.
 
@@ -31,7 +32,8 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
     "NanoTricksterTT/<torch name>" and named_parameters() yields the torch names."""
 
     def __init__(self, config: Any, weights: dict[str, np.ndarray], dtype: Any) -> None:
-        """config: a NanoTricksterConfig; weights: torch state (name -> float32 array); dtype: a ttnn.DataType."""
+        """config: the model's config (lightning_tt.interface.CONFIG_FIELDS); weights: torch state (name -> float32
+        array, names as lightning_tt.interface.expected_parameter_shapes); dtype: ttnn.DataType.BFLOAT16."""
         super().__init__()
         self.config = config
         self.dtype = dtype
@@ -42,7 +44,9 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
             tensor = ttml.autograd.Tensor.from_numpy(self._device_layout(name, array), ttnn.Layout.TILE, dtype)
             self.register_tensor(tensor, name)
             self.tensors[name] = tensor
-        self._vocab_bias = self._constant(bridge.vocab_pad_bias(config.vocab_size, self.padded_vocab))
+        # Constants live in dicts: ttml's AbstractModuleBase.__setattr__ registers any attribute with a get_value
+        # as a parameter (ttml/modules/module_base.py @ 04a6c330), which would hand them to the optimizer.
+        self._constants = {"vocab_bias": self._constant(bridge.vocab_pad_bias(config.vocab_size, self.padded_vocab))}
         self._rope: dict[int, Any] = {}
         self._masks: dict[int, Any] = {}
         self.replica_composer: Any = None
@@ -62,7 +66,10 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
         return tensor
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Overwrite chip weights in place (so optimizer state stays attached) from torch-named float32 arrays."""
+        """Overwrite chip weights in place (so optimizer state stays attached) from torch-named float32 arrays.
+
+        `assign` copies the source's bfloat16 value (nb_autograd.cpp: set_value(other->get_value()), HALF by
+        default); the weights are bfloat16 on the chip anyway, so nothing more is lost than at upload."""
         for name, array in weights.items():
             source = ttml.autograd.Tensor.from_numpy(self._device_layout(name, array), ttnn.Layout.TILE, self.dtype)
             self.tensors[name].assign(source)
@@ -124,4 +131,4 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
             x = ops.binary.add(x, self._residual_dropout(y))
         x = ops.rmsnorm.rmsnorm(x, w["final_norm.weight"], cfg.norm_eps)
         output = w["embedding.weight"] if cfg.tie_embeddings else w["output.weight"]
-        return ops.linear.linear(x, output, self._vocab_bias)  # (B, 1, T, V_padded)
+        return ops.linear.linear(x, output, self._constants["vocab_bias"])  # (B, 1, T, V_padded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 DOUBLE_ROOT = Path(__file__).resolve().parent
+MESH_DESCRIPTOR_VARIABLE = "TT_MESH_GRAPH_DESC_PATH"
 
 
 def _forget_vendor_modules() -> None:
@@ -27,6 +29,9 @@ def install_double() -> Iterator:
     """Make `import ttml` / `import ttnn` load the doubles; yields the double's ttml module."""
     _forget_vendor_modules()
     sys.path.insert(0, str(DOUBLE_ROOT))
+    # The double's enable_fabric exports TT_MESH_GRAPH_DESC_PATH as the real one does (setenv in tt_metal.cpp):
+    # undo that after the test, as a new process would start without it.
+    exported_before = os.environ.get(MESH_DESCRIPTOR_VARIABLE)
     try:
         import ttml
         import ttnn
@@ -36,6 +41,10 @@ def install_double() -> Iterator:
     finally:
         sys.path.remove(str(DOUBLE_ROOT))
         _forget_vendor_modules()
+        if exported_before is None:
+            os.environ.pop(MESH_DESCRIPTOR_VARIABLE, None)
+        else:
+            os.environ[MESH_DESCRIPTOR_VARIABLE] = exported_before
 
 
 @pytest.fixture

@@ -1,48 +1,63 @@
-"""What strategy 'tt_ddp' assumes about ttnn's mesh mappers, checked against the real ttnn wheel (no chip needed).
+"""What strategy 'tt_ddp' assumes about ttnn's mesh mappers and the wheel's mesh graph descriptors, checked against
+the real ttnn wheel (no chip needed).
 
-ttml's shard_tensor_to_mesh_mapper(device, dim) is ttnn's mapper with placements [Shard(dim)] over the mesh
-flattened to MeshShape(num_devices) (ttnn/cpp/ttnn/distributed/distributed_tensor.cpp); it needs an open
-MeshDevice, so the same config is built here from a MeshShape, which ttnn accepts without a device. The strategy
+ttml's shard_tensor_to_mesh_mapper(device, dim) (no cluster axis) is ttnn's mapper with placements [Shard(dim)] over
+the mesh flattened to MeshShape(num_devices) (ttnn/cpp/ttnn/distributed/distributed_tensor.cpp), for a [1, N] mesh as
+for a [2, 4] or [8, 4] one; it needs an open MeshDevice, so the same config is built here on the mesh's 2-D
+MeshShape, which ttnn accepts without a device. The strategy
 relies on: the batch is cut into equal row blocks in chip order (so concatenating the chips' shards on dim 0, as
 concat_mesh_to_tensor_composer does, restores the batch and filler rows appended for an uneven evaluation batch
 land at the end); an uneven split is refused; a tensor spread over several chips cannot be read without a
 composer; a value put on the mesh without a mapper is copied to every chip.
 """
 
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 ttnn = pytest.importorskip("ttnn")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
-from lightning_tt import bridge  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "plugins"))
+from lightning_tt import bridge, fabric, symbols  # noqa: E402
+from lightning_tt.errors import TTConfigError  # noqa: E402
+
+WHEEL_ROOT = Path(ttnn.__file__).resolve().parent
+"""The ttnn package of the wheel: it holds tt_metal/fabric/mesh_graph_descriptors/, so it can be the
+TT_METAL_RUNTIME_ROOT enable_fabric reads."""
 
 pytestmark = pytest.mark.skipif(getattr(ttnn, "IS_TEST_DOUBLE", False), reason="needs the real ttnn, not the double")
 
 
-def distribute(array: np.ndarray, chips: int, placement) -> list[np.ndarray]:
-    """Host tensor -> per-chip host arrays, as ttml's mapper for a [1, chips] mesh distributes it."""
+def distribute(array: np.ndarray, chips: int, placement, mesh_shape: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Host tensor -> per-chip host arrays, as ttml's mapper for a mesh of `chips` ([1, chips] unless given)
+    distributes it."""
     config = ttnn.MeshMapperConfig([placement], ttnn.MeshShape([chips]))
-    mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(1, chips), config)
+    mapper = ttnn.create_mesh_mapper(ttnn.MeshShape(*(mesh_shape or (1, chips))), config)
     dtype = ttnn.DataType.UINT32 if array.dtype == np.uint32 else ttnn.DataType.FLOAT32
     tensor = ttnn.distribute_tensor(ttnn.Tensor(array, dtype), mapper)
     return [np.asarray(shard.to_numpy()) for shard in ttnn.get_device_tensors(tensor)]
 
 
-@pytest.mark.parametrize("chips", [2, 8, 32])
-def test_the_batch_mapper_gives_each_chip_its_block_of_rows_in_order(chips):
+@pytest.mark.parametrize("mesh_shape", [(1, 2), (2, 4), (8, 4)], ids=["n300", "t3k", "galaxy"])
+def test_the_batch_mapper_gives_each_chip_its_block_of_rows_in_order(mesh_shape):
+    chips = mesh_shape[0] * mesh_shape[1]
     batch = np.arange(2 * chips * 32).reshape(2 * chips, 32) % 256
     tokens = bridge.tokens_layout(batch, vocab_size=256)  # [B, 1, 1, T] as the strategy uploads it
-    shards = distribute(tokens, chips, ttnn.PlacementShard(0))
+    shards = distribute(tokens, chips, ttnn.PlacementShard(0), mesh_shape)
     assert len(shards) == chips and all(s.shape == (2, 1, 1, 32) for s in shards)
     for theirs, mine in zip(shards, bridge.shard_rows(tokens, chips), strict=True):
         np.testing.assert_array_equal(theirs, mine)
     np.testing.assert_array_equal(np.concatenate(shards, axis=0), tokens)  # what the dim-0 composer rebuilds
     targets = bridge.targets_layout(batch, vocab_size=256)  # [B, T] is split the same way
-    np.testing.assert_array_equal(np.concatenate(distribute(targets, chips, ttnn.PlacementShard(0))), targets)
+    rebuilt = np.concatenate(distribute(targets, chips, ttnn.PlacementShard(0), mesh_shape))
+    np.testing.assert_array_equal(rebuilt, targets)
+    _, mask = bridge.scored_targets(batch, 256, 32)  # validation's position weights are split the same way
+    np.testing.assert_array_equal(np.concatenate(distribute(mask, chips, ttnn.PlacementShard(0), mesh_shape)), mask)
 
 
 def test_an_uneven_split_is_refused_and_padding_makes_it_even_with_filler_last():
@@ -75,9 +90,46 @@ def test_a_value_without_a_mapper_is_copied_to_every_chip_and_chip_0_is_the_firs
 
 
 def test_mesh_shapes_the_strategy_accepts():
-    for shape in ([1, 1], [1, 2], [1, 8], (1, 32)):
-        assert bridge.check_mesh_shape(shape) == list(shape)
-    for shape in ([2, 4], [1, 0], [1], [1, 2.0], "1x2", [True, 2]):
-        with pytest.raises(ValueError, match=r"one-row mesh \[1, N\]"):
-            bridge.check_mesh_shape(shape)
-    assert bridge.DATA_PARALLEL_AXIS == 1
+    for shape in ([1, 1], [1, 2], [2, 4], (8, 4)):
+        assert fabric.check_mesh_shape(shape) == list(shape)
+    for shape in ([1, 0], [1], [1, 2.0], "1x2", [True, 2], [2, 4, 1]):
+        with pytest.raises(TTConfigError, match=r"is not a mesh \[rows, cols\] of chips"):
+            fabric.check_mesh_shape(shape)
+
+
+@pytest.mark.parametrize("system", list(fabric.SYSTEMS))
+def test_the_wheels_mesh_graph_descriptors_have_the_shapes_the_presets_use(system):
+    shape, descriptor, preset_name = fabric.SYSTEMS[system]
+    text = (WHEEL_ROOT / fabric.DESCRIPTOR_DIR / descriptor).read_text()
+    assert fabric.descriptor_dims(text) == shape
+    preset = yaml.safe_load((REPO / "configs" / preset_name).read_text())
+    strategy = preset["trainer"]["strategy"]
+    if isinstance(strategy, dict):  # a mesh preset names the descriptor's shape
+        assert strategy["init_args"]["mesh_shape"] == shape
+    assert preset["trainer"]["devices"] == shape[0] * shape[1]
+
+
+@pytest.mark.parametrize(("chips", "shape"), [(8, [2, 4]), (32, [8, 4])])
+def test_the_descriptor_enable_fabric_picks_by_chip_count_is_in_the_wheel_and_checked_against_the_mesh(chips, shape):
+    environ = {"TT_METAL_RUNTIME_ROOT": str(WHEEL_ROOT)}  # a wheel install: the ttnn package is the runtime root
+    path = fabric.descriptor_path(chips, environ)
+    assert path.name == fabric.DEFAULT_DESCRIPTORS[chips]
+    assert fabric.check_fabric_environment(shape, environ) == path
+    expected = f"mesh_shape [1, {chips}] does not match this machine's mesh graph descriptor {path.name}, which is "
+    expected += str(shape)
+    with pytest.raises(TTConfigError, match=re.escape(expected)):
+        fabric.check_fabric_environment([1, chips], environ)
+
+
+def test_the_ttnn_symbols_the_plugin_calls_exist_in_the_wheel_with_their_parameter_names():
+    checks = symbols.check_all(tuple(s for s in symbols.PLUGIN_SYMBOLS if s.path.startswith("ttnn.")))
+    assert checks and all(c.ok for c in checks), symbols.format_table(checks)
+
+
+def test_the_symbol_check_reads_nanobind_signatures_and_catches_a_changed_order():
+    # ttnn's functions are nanobind bindings, as ttml's are: their parameter names come from __nb_signature__.
+    assert ["tensor", "mapper", "mesh_device"] in symbols.parameter_lists(ttnn.distribute_tensor, "distribute_tensor")
+    assert symbols.check_symbol(symbols.Symbol("ttnn.distribute_tensor", ("tensor", "mapper"))).signature_ok is True
+    swapped = symbols.check_symbol(symbols.Symbol("ttnn.distribute_tensor", ("mapper", "tensor")))
+    assert swapped.found and swapped.signature_ok is False and "found (tensor, mapper, mesh_device)" in swapped.detail
+    assert not symbols.check_symbol(symbols.Symbol("ttnn.no_such_function")).found

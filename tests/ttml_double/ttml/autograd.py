@@ -1,15 +1,25 @@
-"""ttml.autograd double: AutoContext, Tensor, GradMode, PreferredPrecision.
+"""ttml.autograd double: AutoContext, ParallelismContext, DistributedConfig, Tensor, GradMode, PreferredPrecision.
 
-Mirrors tt-train/sources/ttml/nanobind/nb_autograd.cpp @ 2e722865e62806b7cb8f4166650df45202f4d74f
-(Tensor.from_numpy(numpy_tensor, layout=TILE, new_type=None, mapper=None), to_numpy(new_type=None, composer=None),
-get_value(precision=HALF), assign(other), backward(retain_graph), get_grad_tensor(), set/get_requires_grad,
-is_grad_initialized, shape(), dtype(); AutoContext.get_instance(), open_device(mesh_shape=None, device_ids=None)
-with a 2-entry list, close_device(), get_device(), set_seed(seed), get_seed(), reset_graph(),
-set_gradient_mode(mode)); the mapper/composer arguments follow nb_autograd.cpp @ 2e72286 and
-tt-train/sources/ttml/nanobind/nb_util.cpp @ 28fa47762d3f8bed76e3b805b74576f8899fa576 (no mapper: the value is
-put on every chip of the mesh; a mapper distributes it; to_numpy composes shards only through a composer). Every
-device tensor is created on the context's device, so creating one while no device
-is open fails, as in the real make_metal_tensor (tt-train/sources/ttml/nanobind/nb_util.cpp).
+Pinned to the v0.81.1 era (see ttml/__init__.py for the commit range). Mirrors, in tenstorrent/tt-metal
+tt-train/sources/ttml/:
+- nanobind/nb_autograd.cpp (read at the version with ParallelismContext/DistributedConfig bindings): Tensor.from_numpy(
+  numpy_tensor, layout=TILE, new_type=None, mapper=None), to_numpy(new_type=None, composer=None) reading the FULL
+  value, get_value(precision=HALF), assign(other) = set_value(other.get_value()) (HALF), backward(retain_graph),
+  get_grad_tensor() (None while the gradient is uninitialised), set/get_requires_grad, is_grad_initialized, shape(),
+  dtype(); AutoContext.get_instance(), open_device(mesh_shape=None, device_ids=None) with a 2-entry list,
+  close_device(), get_device(), set_seed(seed), get_seed(), reset_graph(), set_gradient_mode(mode),
+  initialize_parallelism_context(config), get_parallelism_context(), is_parallelism_context_initialized();
+  ParallelismContext.get_ddp_size/get_ddp_axis; DistributedConfig(enable_ddp, enable_tp).
+- autograd/auto_context.cpp @ 013f8575: get_device() OPENS a 1x1 device when none is open; open_device() after that
+  throws "open_device was called after the device was created"; close_device() also disables the fabric;
+  ParallelismContext: on a line mesh exactly one parallelism, put on the long axis; on a 2-D mesh the number of
+  enabled parallelisms must equal the rank (TT_FATAL); initialising it twice throws; close_device keeps it.
+- autograd/autocast_tensor.cpp @ 97622714 and tensor.hpp @ 00bbd1e0: a FLOAT32 value also keeps a BFLOAT16 copy and
+  get_value() defaults to HALF, so every op reads bfloat16 (modelled in ops._run); results are BFLOAT16.
+- nanobind/nb_util.cpp @ 28fa4776 (make_metal_tensor): without a mapper the value is put on every chip of the mesh;
+  a mapper distributes it; to_numpy composes shards only through a composer.
+Gradients: the chip accumulates them in bfloat16; the double keeps them in float32 (torch autograd stands in for
+ttml's graph), so its backward is slightly more exact than the chip's.
 """
 
 from __future__ import annotations
@@ -30,6 +40,39 @@ class GradMode(enum.Enum):
 class PreferredPrecision(enum.Enum):
     HALF = 0
     FULL = 1
+
+
+class DistributedConfig:
+    def __init__(self, enable_ddp: bool = False, enable_tp: bool = False) -> None:
+        self.enable_ddp, self.enable_tp = bool(enable_ddp), bool(enable_tp)
+
+
+class ParallelismContext:
+    def __init__(self, shape: tuple[int, int], config: DistributedConfig) -> None:
+        enabled = [name for name in ("ddp", "tp") if getattr(config, f"enable_{name}")]
+        self._axes: dict[str, int] = {}
+        self._shape = shape
+        if min(shape) == 1:  # a line topology ([1, N], [N, 1], [1, 1])
+            if len(enabled) != 1:
+                raise RuntimeError(
+                    f"TT_FATAL: For line mesh topology (shape {list(shape)}), exactly one parallelism type must be "
+                    f"enabled. Got: ddp={config.enable_ddp}, tp={config.enable_tp}"
+                )
+            self._axes[enabled[0]] = next((i for i, n in enumerate(shape) if n > 1), 0)
+        else:
+            if len(enabled) != len(shape):
+                raise RuntimeError(
+                    f"TT_FATAL: For 2D mesh (shape {list(shape)}), number of enabled parallelization axes "
+                    f"({len(enabled)}) must equal mesh dimensions ({len(shape)})."
+                )
+            self._axes = {name: axis for axis, name in enumerate(enabled)}
+
+    def get_ddp_axis(self) -> int | None:
+        return self._axes.get("ddp")
+
+    def get_ddp_size(self) -> int:
+        axis = self._axes.get("ddp")
+        return 1 if axis is None else self._shape[axis]
 
 
 class MeshDevice:
@@ -62,7 +105,9 @@ class AutoContext:
         self.fabric_config: str | None = None
         """Set by ttml.core.distributed.enable_fabric (tt_fabric::SetFabricConfig); read when a mesh opens."""
         self.events: list[str] = []
-        """'enable_fabric' / 'open_device' / 'close_device' in call order, for tests of the setup order."""
+        """'enable_fabric' / 'open_device' / 'open_device(lazy 1x1)' / 'initialize_parallelism_context' /
+        'close_device' in call order, for tests of the setup order."""
+        self._parallelism: ParallelismContext | None = None
 
     @staticmethod
     def get_instance() -> AutoContext:
@@ -78,7 +123,7 @@ class AutoContext:
                 raise RuntimeError("mesh_shape must be a list/tuple of 2 integers: [rows, cols]")
             shape = (int(dims[0]), int(dims[1]))
         if self._device is not None:
-            raise RuntimeError("open_device: a device is already open (close_device first)")
+            raise RuntimeError("open_device was called after the device was created.")
         chips = shape[0] * shape[1]
         available = ttnn.GetNumAvailableDevices()  # raises without chips, like the real device open
         if chips > available:
@@ -93,16 +138,29 @@ class AutoContext:
             self.close_count += 1
             self.events.append("close_device")
         self._device = None
+        self.fabric_config = None  # close_device() disables the fabric (auto_context.cpp @ 013f8575)
 
     def get_device(self) -> MeshDevice:
-        if self._device is None:
-            raise RuntimeError("Device not initialized: call open_device() first")
+        if self._device is None:  # the real get_device() opens a default 1x1 device instead of failing
+            self.open_device()
+            self.events[-1] = "open_device(lazy 1x1)"
         return self._device
 
+    def initialize_parallelism_context(self, config: DistributedConfig) -> None:
+        if not isinstance(config, DistributedConfig):
+            raise TypeError("initialize_parallelism_context(): incompatible function arguments (DistributedConfig)")
+        if self._parallelism is not None:
+            raise RuntimeError("ParallelismContext is already initialized.")
+        self._parallelism = ParallelismContext(self.get_device().shape, config)
+        self.events.append("initialize_parallelism_context")
+
+    def get_parallelism_context(self) -> ParallelismContext:
+        if self._parallelism is None:
+            raise RuntimeError("ParallelismContext is not initialized.")
+        return self._parallelism
+
     def is_parallelism_context_initialized(self) -> bool:
-        """False: the double does not model initialize_parallelism_context (DistributedConfig), so the
-        one-argument synchronize_gradients returns early, as the real one does without it."""
-        return False
+        return self._parallelism is not None
 
     def set_seed(self, seed: int) -> None:
         if not 0 <= int(seed) < 2**32:
@@ -137,6 +195,11 @@ def store(value: torch.Tensor, dtype: ttnn.DataType) -> torch.Tensor:
     raise RuntimeError(f"the ttml double does not model dtype {dtype}")
 
 
+def half(value: torch.Tensor) -> torch.Tensor:
+    """bfloat16 rounding (nearest even), kept as float32."""
+    return value.to(torch.bfloat16).to(torch.float32)
+
+
 def _read_needs_composer() -> RuntimeError:
     # What real ttnn 0.81.1 raises when a tensor distributed over several chips is read as one (verified on host
     # tensors with 2 shards: Tensor.item() and Tensor.to_numpy() without a composer).
@@ -158,7 +221,7 @@ class Tensor:
     def __init__(
         self, shards: list[torch.Tensor], dtype: ttnn.DataType, layout: ttnn.Layout, requires_grad: bool = True
     ):
-        chips = _ctx().get_device().get_num_devices()  # device tensors need an open device
+        chips = _ctx().get_device().get_num_devices()  # a device tensor opens the 1x1 default if none is open
         if len(shards) != chips:
             raise RuntimeError(f"a tensor on a {chips}-chip mesh needs {chips} shards, got {len(shards)}")
         self._dtype = dtype
@@ -214,14 +277,26 @@ class Tensor:
         return value.to(torch.float32).numpy().copy()
 
     def get_value(self, precision: PreferredPrecision = PreferredPrecision.HALF) -> ttnn.Tensor:
+        """HALF (the default) gives the bfloat16 copy of a FLOAT32 value, FULL the value itself."""
+        if precision == PreferredPrecision.HALF and self._dtype == ttnn.DataType.FLOAT32:
+            return ttnn.Tensor([half(s.detach()) for s in self._shards], ttnn.DataType.BFLOAT16)
         return ttnn.Tensor([s.detach() for s in self._shards], self._dtype)
 
+    def half_shards(self) -> list[torch.Tensor]:
+        """What an op reads: get_value() at its HALF default (bfloat16 for FLOAT32 values), still in the graph."""
+        if self._dtype != ttnn.DataType.FLOAT32:
+            return self._shards
+        return [s + (half(s) - s).detach() for s in self._shards]
+
     def assign(self, other: Tensor) -> None:
-        if other.shape() != self.shape() or other._dtype != self._dtype or len(other._shards) != len(self._shards):
-            raise RuntimeError(f"assign: {other.shape()} {other._dtype} into {self.shape()} {self._dtype}")
+        """nb_autograd.cpp: self.set_value(other.get_value()) -- the HALF value, so FLOAT32 is rounded."""
+        if other.shape() != self.shape() or len(other._shards) != len(self._shards):
+            raise RuntimeError(f"assign: {other.shape()} into {self.shape()}")
+        value = other.get_value()
         with torch.no_grad():
-            for mine, theirs in zip(self._shards, other._shards, strict=True):
+            for mine, theirs in zip(self._shards, value._shards, strict=True):
                 mine.copy_(theirs)
+        self._dtype = value.dtype
 
     def shape(self) -> list[int]:
         """The per-chip shape, as ttml's Tensor.shape() reports it for a distributed tensor."""
@@ -245,6 +320,11 @@ class Tensor:
     def is_grad_initialized(self) -> bool:
         return self._shards[0].grad is not None
 
+    def clear_grad(self) -> None:
+        """set_grad(ttnn::Tensor()): the gradient becomes uninitialised (what AdamW.zero_grad does)."""
+        for shard in self._shards:
+            shard.grad = None
+
     def get_grad_tensor(self) -> Tensor | None:
         if self._shards[0].grad is None:
             return None
@@ -263,8 +343,12 @@ class Tensor:
 
 
 def from_op(results: list[torch.Tensor], like: Tensor) -> Tensor:
-    """An op's output tensor (one result per chip), in the graph when gradients are enabled (ttml's GradMode)."""
-    return Tensor(results, like._dtype, ttnn.Layout.TILE, requires_grad=results[0].requires_grad)
+    """An op's output tensor (one result per chip), in the graph when gradients are enabled (ttml's GradMode).
+
+    The chip writes op results as bfloat16: each result is rounded (straight through, so gradients pass as if it
+    were not), which is where the double's numerics match the chip's bfloat16 arithmetic to first order."""
+    rounded = [r + (half(r) - r).detach() if r.requires_grad else half(r) for r in results]
+    return Tensor(rounded, ttnn.DataType.BFLOAT16, ttnn.Layout.TILE, requires_grad=results[0].requires_grad)
 
 
 def grad_enabled() -> bool:

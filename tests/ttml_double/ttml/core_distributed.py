@@ -5,18 +5,21 @@ Mirrors, in tenstorrent/tt-metal:
   enable_fabric(num_devices), shard_tensor_to_mesh_mapper(device, dim, cluster_axis=None),
   concat_mesh_to_tensor_composer(mesh_device, dim), synchronize_gradients(parameters) and
   synchronize_gradients(parameters, cluster_axes) (two nanobind overloads; NamedParameters only).
-- tt-train/sources/ttml/ttnn_fixed/distributed/tt_metal.cpp @ a6584115a1600af261d61c5cac8cd9bce3cafcb6:
-  enable_fabric throws "TT_METAL_HOME is not set" unless TT_METAL_HOME or TT_MESH_GRAPH_DESC_PATH is set, then sets
-  the fabric config (FABRIC_2D_DYNAMIC) that the mesh opened afterwards uses.
+- tt-train/sources/ttml/ttnn_fixed/distributed/tt_metal.cpp @ 1fdc6cf5 (PR #42675): enable_fabric(num_devices)
+  uses TT_MESH_GRAPH_DESC_PATH if set; else it throws "TT_METAL_RUNTIME_ROOT is not set" unless that is set, and
+  for 8 / 32 chips takes $TT_METAL_RUNTIME_ROOT/tt_metal/fabric/mesh_graph_descriptors/t3k_... / single_galaxy_...
+  (exporting TT_MESH_GRAPH_DESC_PATH to it); it sets a 2-D fabric config (FABRIC_2D, or a torus the descriptor's
+  dim_types ask for) that the mesh opened afterwards uses. The older a6584115 read TT_METAL_HOME instead.
 - ttnn/cpp/ttnn/distributed/distributed_tensor.cpp @ a5d26bf57a07aa62847957050e3882007e81fde8:
-  shard_tensor_to_mesh_mapper(mesh_device, dim) splits `dim` over mesh_device.num_devices() chips in row-major
-  chip order; concat_mesh_to_tensor_composer(mesh_device, dim) concatenates the chips' shards along `dim`. An
-  uneven split fails (verified with ttnn 0.81.1: "TT_FATAL ... Shard shape mismatch").
+  shard_tensor_to_mesh_mapper(mesh_device, dim) (no cluster axis) splits `dim` over all mesh_device.num_devices()
+  chips in row-major chip order, whatever the mesh's rank; concat_mesh_to_tensor_composer(mesh_device, dim)
+  concatenates the chips' shards along `dim`. An uneven split fails (verified with ttnn 0.81.1: "TT_FATAL ...
+  Shard shape mismatch").
 - tt-train/sources/ttml/core/distributed/distributed.cpp @ 01c8afed5a09a5fdd7c3ddbe0167f81b9607feb3:
-  synchronize_gradients(parameters) returns at once unless the parallelism context is initialised (the double has
-  none, so it does nothing, as the real one does in a plain open_device setup); synchronize_gradients(parameters,
-  cluster_axes) all-reduces (sum) each initialised gradient over the given mesh axes and multiplies it by
-  1 / (product of those axes' sizes): the average ("all_reduce Mean is not supported, use sum and divide").
+  synchronize_gradients(parameters) returns at once unless the parallelism context is initialised, and then
+  averages over its DDP axis; synchronize_gradients(parameters, cluster_axes) all-reduces (sum) each initialised
+  gradient over the given mesh axes and multiplies it by 1 / (product of those axes' sizes): the
+  average ("all_reduce Mean is not supported, use sum and divide").
 The all-reduce needs the fabric: on a mesh opened without enable_fabric the double raises where the hardware would
 fail or hang.
 """
@@ -66,13 +69,23 @@ def _mesh(device: Any) -> MeshDevice:
     return device
 
 
+DESCRIPTOR_DIR = "tt_metal/fabric/mesh_graph_descriptors"
+DEFAULT_DESCRIPTORS = {8: "t3k_mesh_graph_descriptor.textproto", 32: "single_galaxy_mesh_graph_descriptor.textproto"}
+
+
 def enable_fabric(num_devices: int) -> None:
     if not isinstance(num_devices, int) or isinstance(num_devices, bool):
         raise TypeError("enable_fabric(): incompatible function arguments (num_devices: int)")
-    if not os.environ.get("TT_MESH_GRAPH_DESC_PATH") and not os.environ.get("TT_METAL_HOME"):
-        raise RuntimeError("TT_METAL_HOME is not set")
+    descriptor = os.environ.get("TT_MESH_GRAPH_DESC_PATH")
+    if not descriptor:
+        root = os.environ.get("TT_METAL_RUNTIME_ROOT")
+        if not root:
+            raise RuntimeError("TT_METAL_RUNTIME_ROOT is not set")
+        if num_devices in DEFAULT_DESCRIPTORS:
+            descriptor = f"{root}/{DESCRIPTOR_DIR}/{DEFAULT_DESCRIPTORS[num_devices]}"
+            os.environ["TT_MESH_GRAPH_DESC_PATH"] = descriptor
     context = _ctx()
-    context.fabric_config = "FABRIC_2D_DYNAMIC"
+    context.fabric_config = "FABRIC_2D"
     context.events.append("enable_fabric")
 
 
@@ -109,7 +122,8 @@ def synchronize_gradients(parameters: NamedParameters, cluster_axes: list[int] |
     if cluster_axes is None:
         if not context.is_parallelism_context_initialized():
             return
-        raise NotImplementedError("the ttml double has no parallelism context")
+        ddp_axis = context.get_parallelism_context().get_ddp_axis()
+        cluster_axes = [] if ddp_axis is None else [ddp_axis]
     if not isinstance(cluster_axes, (list, tuple)) or not all(isinstance(a, int) for a in cluster_axes):
         raise TypeError("synchronize_gradients(): incompatible function arguments, cluster_axes must be list[int]")
     device = context.get_device()

@@ -3,9 +3,12 @@
 Mirrors tt-train/sources/ttml/nanobind/nb_modules.cpp @ cc3c6ab5dc0c14b6458f493e808473d3e583364d (ModuleBase:
 get_name, parameters, train, eval, get_run_mode, create_name, register_tensor(tensor, name), register_module;
 NamedParameters is an opaque nanobind map (NB_MAKE_OPAQUE + bind_map): built empty, filled with __setitem__, never
-converted from a dict) and tt-train/sources/ttml/ttml/modules/module_base.py @ 04a6c330 (AbstractModuleBase:
-create_name(class name) in __init__, __call__ -> forward). Parameter names are "<module name>/<tensor name>";
-C++ modules/module_base.cpp throws on a duplicate name and deduplicates one tensor registered twice.
+converted from a dict) and tt-train/sources/ttml/ttml/modules/module_base.py @ 04a6c330 / @ b844a98d
+(AbstractModuleBase: create_name(class name) in __init__, __call__ -> forward, and __setattr__ auto-registration:
+once initialised, assigning any attribute whose value has `get_value` registers it as a parameter under the
+attribute's name, overriding an earlier registration of that name). Parameter names are
+"<module name>/<tensor name>"; C++ modules/module_base.cpp throws on a duplicate name (register_tensor) and
+deduplicates one tensor registered twice.
 """
 
 from __future__ import annotations
@@ -67,13 +70,31 @@ class Parameter:
 
 class AbstractModuleBase:
     def __init__(self) -> None:
-        self._name = ""
-        self._tensors: dict[str, Tensor] = {}
-        self._run_mode = RunMode.TRAIN
+        # The C++ ModuleBase state, then _buffers: from here on __setattr__ auto-registers tensors.
+        object.__setattr__(self, "_name", "")
+        object.__setattr__(self, "_tensors", {})
+        object.__setattr__(self, "_run_mode", RunMode.TRAIN)
+        object.__setattr__(self, "_buffers", {})
         self.create_name(self.__class__.__name__)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if "_buffers" not in self.__dict__:
+            return
+        tensor = value.tensor if isinstance(value, Parameter) else value if hasattr(value, "get_value") else None
+        if tensor is not None:
+            try:
+                self.register_tensor(tensor, name)
+            except RuntimeError:
+                self.override_tensor(tensor, name)
+
+    def override_tensor(self, tensor: Tensor, name: str) -> None:
+        if name not in self._tensors:
+            raise RuntimeError(f"Tensor {name} is not registered")
+        self._tensors[name] = tensor
+
     def create_name(self, name: str) -> None:
-        self._name = name
+        object.__setattr__(self, "_name", name)
 
     def get_name(self) -> str:
         return self._name
@@ -94,10 +115,10 @@ class AbstractModuleBase:
         return params
 
     def train(self) -> None:
-        self._run_mode = RunMode.TRAIN
+        object.__setattr__(self, "_run_mode", RunMode.TRAIN)
 
     def eval(self) -> None:
-        self._run_mode = RunMode.EVAL
+        object.__setattr__(self, "_run_mode", RunMode.EVAL)
 
     def get_run_mode(self) -> RunMode:
         return self._run_mode

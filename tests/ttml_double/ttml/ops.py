@@ -1,6 +1,7 @@
 """ttml.ops double: the ops lightning_tt's NanoTricksterTT calls.
 
-Signatures mirror tt-train/sources/ttml/nanobind/nb_ops.cpp @ 6d90ded4481326e7775376c4263b0fa9ea5dee7e.
+Signatures mirror tt-train/sources/ttml/nanobind/nb_ops.cpp @ 6d90ded4481326e7775376c4263b0fa9ea5dee7e and
+@ 0152e582473a9434a29f25042fbecc96752a8c64 (2026; same names and arguments for every op used here).
 Semantics and checks mirror, in tt-train/sources/ttml/:
 - ops/embedding_op.cpp + modules/embedding_module.cpp: tokens [B, 1, 1, T] UINT32, weight (1, 1, V, E), V, E and
   T multiples of 32 -> (B, 1, T, E);
@@ -13,9 +14,12 @@ Semantics and checks mirror, in tt-train/sources/ttml/:
   (arange(head_dim) // 2); gen_trans_mat swaps adjacent pairs; rope(input, params) requires rank 4 and the exact
   sequence length and head_dim of the params; out = x * cos + (x @ trans_mat) * sin;
 - ops/scaled_dot_product_attention.cpp: q, k, v (B, H, S, hd), scale 1/sqrt(hd) inside, mask 1 = attend;
-- ops/losses.cpp: cross_entropy_loss(prediction (B, 1, T, V), target (B, T) UINT32, reduce=MEAN) -> (1, 1, 1, 1),
-  only ReduceType.MEAN supported;
-- ops/dropout_op.cpp, ops/unary_ops.cpp (silu), ops/binary_ops.cpp (add, mul with a tensor or a float).
+- ops/losses.cpp (the 2026 version with the metal cross_entropy_fw kernel): cross_entropy_loss(prediction
+  (B, 1, T, V), target (B, T) UINT32, reduce=MEAN) -> (1, 1, 1, 1); reduce=NONE -> per-position (B, 1, T, 1)
+  (metal/ops/cross_entropy_fw/device/cross_entropy_fw_device_operation.cpp: the input's shape with last dim 1,
+  BFLOAT16; input BFLOAT16 TILE, target UINT32 ROW_MAJOR); other reductions throw; there is no ignore index;
+- ops/dropout_op.cpp, ops/unary_ops.cpp (silu, mean), ops/binary_ops.cpp (add, mul with a tensor or a float).
+Every op reads its inputs' HALF value and writes a BFLOAT16 result (autograd.from_op).
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ def _run(fn, *inputs: Tensor) -> Tensor:
     chips = len(inputs[0]._shards)
     _check(all(len(t._shards) == chips for t in inputs), "op inputs live on different meshes")
 
+    shards = [t.half_shards() for t in inputs]  # ops read get_value() at its HALF default
+
     def per_chip() -> list[torch.Tensor]:
-        return [fn(*(t._shards[chip] for t in inputs)) for chip in range(chips)]
+        return [fn(*(s[chip] for s in shards)) for chip in range(chips)]
 
     if grad_enabled():
         result = per_chip()
@@ -224,11 +230,26 @@ def _cross_entropy_loss(prediction: Tensor, target: Tensor, reduce: ReduceType =
         f"cross_entropy_loss: target must be UINT32 (B, T) = {[shape[0], shape[2]]}, got {target.dtype()} {tshape}",
     )
     _check(max(int(s.max()) for s in target._shards) < shape[3], "cross_entropy_loss: target id out of range")
-    if reduce != ReduceType.MEAN:
-        raise RuntimeError("Unsupported cross entropy reduction type")
+    _check(
+        prediction.dtype() == ttnn.DataType.BFLOAT16 and target._layout == ttnn.Layout.ROW_MAJOR,
+        "CrossEntropyForward: Input must be BFLOAT16 TILE and Target UINT32 ROW_MAJOR",
+    )
+    if reduce not in (ReduceType.NONE, ReduceType.MEAN):
+        raise RuntimeError("Unsupported cross entropy reduction type, only NONE and MEAN are supported.")
+    if reduce == ReduceType.NONE:  # per position, (B, 1, T, 1)
+        return _run(
+            lambda p, t: F.cross_entropy(p[:, 0].transpose(1, 2), t, reduction="none")[:, None, :, None],
+            prediction,
+            target,
+        )
     return _run(
         lambda p, t: F.cross_entropy(p[:, 0].flatten(0, 1), t.flatten()).reshape(1, 1, 1, 1), prediction, target
     )
+
+
+def _mean(tensor: Tensor) -> Tensor:
+    """ops/unary_ops.cpp mean: the mean of all elements, (1, 1, 1, 1)."""
+    return _run(lambda x: x.mean().reshape(1, 1, 1, 1), _tensor(tensor, "mean"))
 
 
 def _dropout(tensor: Tensor, probability: float, use_per_device_seed: bool = False) -> Tensor:
@@ -252,7 +273,7 @@ def _mul(a: Tensor, b: Any) -> Tensor:
 
 
 binary = types.SimpleNamespace(add=_add, mul=_mul)
-unary = types.SimpleNamespace(silu=_silu)
+unary = types.SimpleNamespace(silu=_silu, mean=_mean)
 dropout = types.SimpleNamespace(dropout=_dropout)
 embedding = types.SimpleNamespace(embedding=_embedding)
 linear = types.SimpleNamespace(linear=_linear)

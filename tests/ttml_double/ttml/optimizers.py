@@ -4,7 +4,9 @@ Signatures mirror tt-train/sources/ttml/nanobind/nb_optimizers.cpp @ decdb877534
 (AdamWConfig.make(lr, beta1, beta2, epsilon, weight_decay); AdamW(parameters: NamedParameters, config);
 OptimizerBase.zero_grad/step/get_lr/set_lr). The update mirrors tt-train/sources/ttml/optimizers/adamw.cpp @
 013b2173: decoupled weight decay, bias correction through running beta powers, parameters without a gradient
-skipped, zero_grad() sets existing gradients to zeros. BFLOAT16 parameters are re-rounded after each update.
+skipped, the result written to the parameter's bfloat16 value. zero_grad() leaves gradients UNINITIALISED
+(set_grad(ttnn::Tensor()), adamw.cpp @ 4ca8c04e), so the next backward starts them afresh; the 013b2173 variant
+writes zeros instead, which the plugin treats the same (it never reads a gradient between zero_grad and backward).
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ class AdamW:
     def zero_grad(self) -> None:
         for tensor in self._parameters.values():
             if tensor.get_requires_grad() and tensor.is_grad_initialized():
-                for shard in tensor._shards:
-                    shard.grad.zero_()
+                tensor.clear_grad()
 
     def step(self) -> None:
         cfg = self._config
