@@ -21,6 +21,7 @@ from lightning_trickster.commands.plot import plot
 from lightning_trickster.commands.preset import Preset
 from lightning_trickster.commands.stages import stages
 from lightning_trickster.commands.sweep import sweep
+from lightning_trickster.commands.tt_check import tt_check
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ COMMANDS: dict[str, Command] = {
     "complete": Command(complete),
     "export": Command(export),
     "plot": Command(plot, positional=True),
+    "tt-check": Command(tt_check),
 }
 
 __all__ = ["COMMANDS", "Command", "Preset"]
