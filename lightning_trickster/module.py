@@ -12,7 +12,6 @@ import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
-from torchmetrics.text import Perplexity
 
 from lightning_trickster.checkpoint import check_same_architecture
 from lightning_trickster.errors import InvalidConfigError
@@ -33,6 +32,9 @@ def tokens_per_optimizer_step(windows: int, window_length: int, accumulate: int,
 
 
 class NanoTricksterModule(pl.LightningModule):
+    evaluation_needs_logits = False
+    """Validation and test use only the loss (perplexity is its exp): an accelerator may skip sending logits back."""
+
     def __init__(
         self,
         learning_rate: float = 3e-4,
@@ -78,7 +80,6 @@ class NanoTricksterModule(pl.LightningModule):
         self.sampling = SamplingSettings(max_new_tokens, temperature, top_k, top_p)
         self.sampling.check(self.model.config.vocab_size)
         self.val_loss = MeanMetric()
-        self.val_perplexity = Perplexity(ignore_index=-100)
         self._step_loss_sum: torch.Tensor | None = None
         self._step_micro_batches = 0
         self._micro_batch_shape = (0, 0)
@@ -154,6 +155,16 @@ class NanoTricksterModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         # Keep validation time out of train/tokens_per_sec.
         self._last_log_time += time.perf_counter() - self._validation_start
+        self._log_perplexity("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_perplexity("test")
+
+    def _log_perplexity(self, stage: str) -> None:
+        # exp of the token-weighted mean loss over the split: exactly torchmetrics' Perplexity(ignore_index=-100),
+        # without the logits, which an accelerator that scores on its own device need not send back (tt).
+        if self.val_loss.update_count:
+            self.log(f"{stage}/perplexity", self.val_loss.compute().exp())
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -163,14 +174,12 @@ class NanoTricksterModule(pl.LightningModule):
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         inputs, targets = batch
-        logits, loss = self.model(inputs, targets)
+        _, loss = self.model(inputs, targets)
         # Weight each batch's mean by its scored tokens: the result is the mean over every token of the split.
         scored = (targets != -100).sum()
         # A batch of only padding windows (multi-process validation) has a NaN mean and weight 0: add nothing.
         self.val_loss.update(torch.where(scored > 0, loss, 0.0), weight=scored)
-        self.val_perplexity.update(logits.float(), targets)
         self.log(f"{stage}/loss", self.val_loss, prog_bar=True)
-        self.log(f"{stage}/perplexity", self.val_perplexity)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Complete a batch of equal-length prompts: {"prompts": [str], "completions": [str] (the text after each
