@@ -40,15 +40,15 @@ PROG = "trickster" if Path(sys.argv[0]).name == "trickster" else "python -m ligh
 
 # --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
-# Warnings a user cannot act on, in one place. Lightning 2.6 calls a torch pytree API that newer torch deprecates;
-# ModelCheckpoint notes a resumed run's existing checkpoints/ folder, and a resume from a checkpoint written elsewhere
-# (its best-so-far bookkeeping restarts, which the run summary accounts for).
-for message in (
+UNACTIONABLE_WARNINGS = (
+    # Lightning 2.6 calls a torch pytree API that newer torch deprecates.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # ModelCheckpoint on a resumed run's existing checkpoints/ folder, and on a resume from a checkpoint written
+    # elsewhere (its best-so-far bookkeeping restarts; the run's own lines account for it).
     r"Checkpoint directory .* exists and is not empty",
     r"The dirpath has changed from",
-):
-    warnings.filterwarnings("ignore", message=message)
+)
+"""Warnings a user cannot act on, silenced in one place (main)."""
 
 
 class _DropLightningNoise(logging.Filter):
@@ -337,15 +337,23 @@ def main(args: list[str] | None = None) -> None:
     given = {switches[arg] for arg in args if arg in switches}
     args = [arg for arg in args if arg not in switches]
     debug = "debug" in given or os.environ.get("TRICKSTER_DEBUG", "") not in ("", "0")
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
     if "quiet" in given:
-        for name in ("lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
     try:
         if from_command_line:  # LightningCLI reads sys.argv itself (and warns when given both)
             sys.argv[1:], args = args, None
-        TricksterCLI(args, quiet="quiet" in given, verbose="verbose" in given)
+        with warnings.catch_warnings():
+            for message in UNACTIONABLE_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            TricksterCLI(args, quiet="quiet" in given, verbose="verbose" in given)
     except (TricksterError, TTError) as err:
         if debug:
             raise
         sys.stderr.write(f"error: {err}\n")
         raise SystemExit(getattr(err, "exit_code", 2)) from None
+    finally:  # main() called from Python (the tests) leaves the logging as it found it
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

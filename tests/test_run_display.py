@@ -3,6 +3,7 @@
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,29 @@ def test_without_a_progress_bar_the_loss_is_printed_every_logging_step(small_cor
         main(fit_args(small_corpus, tmp_path, "--trainer.log_every_n_steps", "2"))  # the tests' runs have no bar
     steps = [m for m in caplog.messages if re.match(r"step \d+/6: loss \d", m)]
     assert [m.split(":")[0] for m in steps] == ["step 2/6", "step 4/6", "step 6/6"]
+
+
+def test_a_run_shorter_than_its_validation_interval_validates_at_its_end(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, "--trainer.val_check_interval", "100", max_steps=4))
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    assert (checkpoints / "best-step=4.ckpt").is_file()
+
+
+def test_resume_validate_and_predict_raise_no_warning_a_user_cannot_act_on(small_corpus, tmp_path, recwarn):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last", max_steps=6))
+    main(["validate", *fit_args(small_corpus, tmp_path)[1:], "--ckpt_path", "last"])
+    main(["predict", "--config", "cpu.yaml", "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", "last",
+          "--trainer.enable_progress_bar", "false", "--data.prompts", '["Line"]'])  # fmt: skip
+    noise = ("dirpath has changed", "batch indices", "exists and is not empty", "weights_only")
+    assert not [str(w.message) for w in recwarn if any(text in str(w.message) for text in noise)]
+    # Evaluations leave the run list alone: plot still finds exactly the one training run.
+    main(["plot", str(tmp_path), "--output", str(tmp_path / "curves.png")])
+    assert (tmp_path / "curves.png").is_file() and len(list(tmp_path.glob("lightning_logs/version_*"))) == 1
+
+
+def test_the_console_script_is_the_same_front_door():
+    script = shutil.which("trickster")
+    assert script is not None, "pip install -e . installs the trickster console script"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("usage: trickster ") and "tt-check" in result.stdout

@@ -295,24 +295,30 @@ def test_a_tt_checkpoint_gives_the_cpu_logits_on_the_chip_within_bfloat16(runs, 
         np.testing.assert_array_equal(exported[name], param.detach().numpy(), err_msg=name)
 
 
+def newest_evaluation(checkpoint: Path, command: str, filename: str) -> Path:
+    """What the last `command` of this checkpoint wrote: validate/predict write into the checkpoint's run, eval/."""
+    written = checkpoint.parent.parent.glob(f"eval/{command}-*/{filename}")
+    return max(written, key=lambda path: path.stat().st_mtime)
+
+
 def test_validate_and_greedy_predict_on_tt_from_a_cpu_checkpoint_track_cpu(runs, tt_double, tmp_path):
-    ckpt = str(run_dir(runs["cpu"]) / "checkpoints" / "last.ckpt")
+    ckpt = run_dir(runs["cpu"]) / "checkpoints" / "last.ckpt"
     val_loss, completions = {}, {}
     for name, extra in (("cpu", []), ("tt", TT)):
         root = tmp_path / name
         args = fit_args(
-            runs["corpus"], root, *TT_SHAPE, *extra, "--ckpt_path", ckpt, "--trainer.limit_val_batches", "4"
+            runs["corpus"], root, *TT_SHAPE, *extra, "--ckpt_path", str(ckpt), "--trainer.limit_val_batches", "4"
         )
         main(["validate", *args[1:]])
-        val_loss[name] = scalars(root)["val/loss"]
+        val_loss[name] = json.loads(newest_evaluation(ckpt, "validate", "metrics.json").read_text())["metrics"]
         main(["predict", "--config", "cpu.yaml", "--trainer.default_root_dir", str(root / "predict"), *extra,
-              "--trainer.enable_progress_bar", "false", "--ckpt_path", ckpt, "--data.prompts", '["Line 1", "the "]',
-              "--model.temperature", "0", "--model.max_new_tokens", "40"])  # fmt: skip
-        written = next((root / "predict").glob("lightning_logs/version_*/predictions.jsonl"))
+              "--trainer.enable_progress_bar", "false", "--ckpt_path", str(ckpt), "--data.prompts",
+              '["Line 1", "the "]', "--model.temperature", "0", "--model.max_new_tokens", "40"])  # fmt: skip
+        written = newest_evaluation(ckpt, "predict", "predictions.jsonl")
         completions[name] = [json.loads(line)["completion"] for line in written.read_text().splitlines()]
-    assert val_loss["tt"].keys() == val_loss["cpu"].keys()
-    for step, value in val_loss["cpu"].items():
-        assert val_loss["tt"][step] == pytest.approx(value, rel=LOSS_REL)
+    assert val_loss["tt"].keys() == val_loss["cpu"].keys() == {"val/loss", "val/perplexity"}
+    for metric, value in val_loss["cpu"].items():
+        assert val_loss["tt"][metric] == pytest.approx(value, rel=LOSS_REL)
     # 40 greedy tokens from 2 prompts cross the 32-token window, so generation slides and re-fills on the chip.
     assert all(len(c) == 40 for c in completions["tt"] + completions["cpu"])
     assert completions["tt"][0][:8] == completions["cpu"][0][:8]  # later tokens may flip on bfloat16 near-ties
@@ -345,6 +351,7 @@ def test_validation_loss_is_computed_on_the_chip_and_read_as_one_scalar(runs, tt
     strategy.setup_environment()
     strategy.device_model = NanoTricksterTT(module.model.config, strategy._host_weights(), ttnn.DataType.BFLOAT16)
     try:
+        module.evaluation_needs_logits = True  # first with the logits, to compute the expected loss from them
         logits, loss_with_logits = strategy._eval_forward(batch, targets)
         expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         module.evaluation_needs_logits = False
