@@ -242,6 +242,7 @@ class TricksterCLI(LightningCLI):
                 "last.ckpt"
             )
         checkpoint = read_checkpoint(Path(ckpt_path))
+        self._checkpoint_step = checkpoint.get("global_step", 0)
         model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         model.pop("vocab_size", None)  # linked from the data module's tokenizer, restored below
         data = {}
@@ -282,7 +283,7 @@ class TricksterCLI(LightningCLI):
             if config.trainer.logger in (None, True):
                 config.trainer.logger = False
         elif config.trainer.logger in (None, True):
-            resumed_step = read_checkpoint(Path(config.ckpt_path))["global_step"] if self._resumed_run else 0
+            resumed_step = self._checkpoint_step if self._resumed_run else 0
             config.trainer.logger = default_logger(root, self._resumed_run, resumed_step)
         if self.quiet:
             config.trainer.enable_progress_bar = False
