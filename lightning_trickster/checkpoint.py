@@ -27,6 +27,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise TricksterError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt file written by fit")
+    broken = [name for name, tensor in checkpoint["state_dict"].items() if not torch.isfinite(tensor).all()]
+    if broken:
+        raise TricksterError(
+            f"checkpoint {path} holds non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): it can neither "
+            "generate nor train; use an earlier checkpoint of the run"
+        )
     return checkpoint
 
 

@@ -271,7 +271,7 @@ class NanoTrickster(nn.Module):
             if not use_cache:
                 logits, _ = self.forward(idx[:, -max_len:])
             elif cache is None or cache.length == max_len:
-                keep = idx[:, -max_len:] if cache is None else idx[:, -(max_len // 2) :]
+                keep = idx[:, -max_len:] if cache is None else idx[:, -max(1, max_len // 2) :]
                 cache = KVCache(
                     len(self.blocks),
                     idx.size(0),
@@ -288,6 +288,10 @@ class NanoTrickster(nn.Module):
             yield next_token
 
 
+GREEDY_BELOW = 1e-4
+"""A temperature this low is greedy: logits / 1e-4 stay finite in float32, smaller ones need not."""
+
+
 def sample_next_token(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -295,8 +299,9 @@ def sample_next_token(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draw one token id per row of logits (B, vocab); returns (B, 1)."""
-    if temperature == 0:
+    """Draw one token id per row of logits (B, vocab); returns (B, 1). Temperatures below GREEDY_BELOW pick the most
+    likely token: dividing by them would overflow float32 into inf and NaN probabilities."""
+    if temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
     if top_k is not None and top_k < logits.size(-1):
@@ -329,8 +334,10 @@ class SamplingSettings:
         """Raise InvalidConfigError naming the first setting that is out of range for this vocabulary."""
         if self.max_new_tokens < 0:
             raise InvalidConfigError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise InvalidConfigError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise InvalidConfigError(
+                f"temperature must be a finite number >= 0 (0 means greedy), got {self.temperature}"
+            )
         if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
             raise InvalidConfigError(f"top_k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:

@@ -201,7 +201,9 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
             "prompt outside the char vocabulary", predict("--data.prompts", '["Zebra§"]'), "outside the char vocabulary"
         ),
         BadInput("empty prompt", predict("--data.prompts", '[""]'), "prompt is empty"),
-        BadInput("negative temperature", predict("--model.temperature", "-1"), "temperature must be >= 0"),
+        BadInput(
+            "negative temperature", predict("--model.temperature", "-1"), "temperature must be a finite number >= 0"
+        ),
         BadInput("top_k < 0", predict("--model.top_k", "-1"), "top_k must be between 1"),
         BadInput("top_k > vocab", predict("--model.top_k", "1000"), "top_k must be between 1"),
         BadInput("top_p = 0", predict("--model.top_p", "0"), "top_p must be in (0, 1]"),

@@ -90,7 +90,9 @@ def test_sampling_settings_restrict_the_candidates():
     ("settings", "message"),
     [
         (dict(max_new_tokens=-1), "max_new_tokens must be >= 0"),
-        (dict(temperature=-0.1), "temperature must be >= 0"),
+        (dict(temperature=-0.1), "temperature must be a finite number >= 0"),
+        (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
+        (dict(temperature=float("inf")), "temperature must be a finite number >= 0"),
         (dict(top_k=0), "top_k must be between 1 and the vocabulary size 40"),
         (dict(top_k=41), "top_k must be between 1 and the vocabulary size 40"),
         (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
@@ -118,3 +120,25 @@ def test_generation_stays_eager_when_the_model_is_compiled_for_training(model):
     eager.load_state_dict(model.state_dict())
     assert torch.equal(generated, eager.generate(tokens, 30, temperature=0))
     torch._dynamo.reset()
+
+
+def test_a_tiny_temperature_is_greedy_instead_of_overflowing():
+    logits = torch.tensor([[30.0, 29.0, -5.0]])
+    for temperature in (1e-30, 1e-6):
+        assert sample_next_token(logits, temperature).item() == 0
+
+
+def test_the_window_slides_for_every_context_length():
+    for max_seq_len in (1, 2, 3):
+        torch.manual_seed(0)
+        cfg = NanoTricksterConfig(vocab_size=11, hidden_dim=8, num_layers=1, num_heads=2, mlp_dim=8,
+                                  max_seq_len=max_seq_len)  # fmt: skip
+        model = NanoTrickster(cfg).eval()
+        prompt = torch.tensor([[1]])
+        cached = model.generate(prompt, 7, temperature=0)
+        assert cached.shape == (1, 8)
+        # Recomputing the newest window from scratch gives the same tokens while the cache is within its window.
+        assert torch.equal(
+            cached[:, : max_seq_len + 1],
+            model.generate(prompt, 7, temperature=0, use_cache=False)[:, : max_seq_len + 1],
+        )

@@ -56,7 +56,7 @@ class CompletionSession:
             print(HELP)
         elif name == "settings":
             print(", ".join(f"{k}={v}" for k, v in asdict(self.settings).items()))
-        elif name == "seed" and value.strip().lstrip("-").isdigit():
+        elif name == "seed" and value.strip().isdigit() and int(value) < 2**64:
             self.generator.manual_seed(int(value))
         elif name in SETTING_TYPES:
             self.change_setting(name, value.strip())
