@@ -1,9 +1,11 @@
 """The `stages` comparison and the `complete` REPL, on a real (tiny) training run."""
 
 import io
+import re
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import fit_args
 
 from lightning_trickster.cli import main
@@ -105,3 +107,23 @@ def test_complete_with_a_corrupt_checkpoint_is_a_one_line_error(tmp_path, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: checkpoint {bad} could not be read") and "\n" not in err
+
+
+def test_a_checkpoint_with_non_finite_weights_is_a_one_line_error(trained_run, tmp_path, capsys):
+    checkpoint = torch.load(next(trained_run.rglob("last.ckpt")), weights_only=True)
+    checkpoint["state_dict"]["model.embedding.weight"][0, 0] = float("nan")
+    torch.save(checkpoint, tmp_path / "nan.ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["complete", "--ckpt_path", str(tmp_path / "nan.ckpt")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds non-finite weights" in err and "model.embedding.weight" in err and "\n" not in err
+
+
+def test_complete_survives_any_setting_value(trained_run, monkeypatch, capsys):
+    ckpt = next(trained_run.rglob("last.ckpt"))
+    typed = ":temperature nan\n:temperature 1e-30\n:top_k 1e9\n:seed 99999999999999999999999\n:seed -1\nLine\n\n"
+    out = run_repl(ckpt, typed, monkeypatch, capsys, "--sampling.max_new_tokens", "5")
+    assert "error: temperature must be a finite number" in out
+    assert out.count("error: :seed takes a whole number") == 2  # out of range: the previous seed stays
+    assert re.search(r"Line[^\n]{5}\n", out)  # then completed 5 tokens, greedily at temperature 1e-30

@@ -56,8 +56,11 @@ class CompletionSession:
             print(HELP)
         elif name == "settings":
             print(", ".join(f"{k}={v}" for k, v in asdict(self.settings).items()))
-        elif name == "seed" and value.strip().isdigit() and int(value) < 2**64:
-            self.generator.manual_seed(int(value))
+        elif name == "seed":
+            if value.strip().isdigit() and int(value) < 2**64:
+                self.generator.manual_seed(int(value))
+            else:
+                print(f"error: :seed takes a whole number from 0 to 2**64 - 1, got {value.strip()!r}")
         elif name in SETTING_TYPES:
             self.change_setting(name, value.strip())
         else:
