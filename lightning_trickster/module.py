@@ -87,6 +87,8 @@ class NanoTricksterModule(pl.LightningModule):
         self._last_log_time = 0.0
         self._last_log_step = 0
         self._predict_generator: torch.Generator | None = None
+        self.tokens_trained: int | None = 0
+        """Training tokens seen by all processes since the run began, across resumes (saved in checkpoints)."""
         self.checkpoint_step: int | None = None
         """Global step of the checkpoint the weights were loaded from, if any."""
 
@@ -109,6 +111,16 @@ class NanoTricksterModule(pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         micro_batches, self._step_micro_batches = self._step_micro_batches, 0
+        windows, window_length = self._micro_batch_shape
+        trainer = self.trainer
+        tokens_per_step = tokens_per_optimizer_step(
+            windows, window_length, trainer.accumulate_grad_batches, trainer.world_size
+        )
+        # Counted step by step and kept in the checkpoint: a resume with another batch size or accumulation
+        # continues the count instead of recomputing it from today's batch arithmetic.
+        if self.tokens_trained is None:  # a checkpoint from before the count was kept: estimate its share
+            self.tokens_trained = self.global_step * tokens_per_step
+        self.tokens_trained += tokens_per_step
         if not self._is_logging_step():
             return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
@@ -118,11 +130,6 @@ class NanoTricksterModule(pl.LightningModule):
         if isinstance(self.trainer.strategy, FSDPStrategy):  # each rank holds a shard of every gradient
             grad_norm = self.trainer.strategy.reduce(grad_norm.square(), reduce_op="sum").sqrt()
         now = time.perf_counter()
-        windows, window_length = self._micro_batch_shape
-        trainer = self.trainer
-        tokens_per_step = tokens_per_optimizer_step(
-            windows, window_length, trainer.accumulate_grad_batches, trainer.world_size
-        )
         tokens = (self.global_step + 1 - self._last_log_step) * tokens_per_step
         # Averaged over processes (one all-reduce per logging step); the other values are the same on every rank.
         self.log("train/loss", self._step_loss_sum / micro_batches, prog_bar=True, sync_dist=True)
@@ -135,7 +142,7 @@ class NanoTricksterModule(pl.LightningModule):
             prog_bar=True,
         )
         # Training tokens seen after this step (all processes): the x-axis of `plot`'s loss-vs-tokens panel.
-        self.log("train/tokens", float((self.global_step + 1) * tokens_per_step))
+        self.log("train/tokens", float(self.tokens_trained))
         self._last_log_time, self._last_log_step = now, self.global_step + 1
 
     def on_train_start(self) -> None:
@@ -199,7 +206,11 @@ class NanoTricksterModule(pl.LightningModule):
         # Seeded from seed_everything, so --seed_everything makes predictions reproducible.
         self._predict_generator = torch.Generator(device=self.device).manual_seed(torch.initial_seed())
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tokens_trained"] = self.tokens_trained
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokens_trained = checkpoint.get("tokens_trained")
         if self._trainer is None or not isinstance(self.trainer.strategy, FSDPStrategy):  # FSDP: sharded state_dict
             check_same_architecture(checkpoint, self.hparams, self.state_dict())
         self.checkpoint_step = checkpoint["global_step"]

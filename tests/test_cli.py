@@ -190,3 +190,11 @@ def test_verbose_adds_lightnings_model_summary(small_corpus, tmp_path, caplog):
     assert not any("Trainable params" in record.getMessage() for record in caplog.records)
     main(["fit", "--verbose", *fit_args(small_corpus, tmp_path / "verbose", max_steps=3)[1:]])
     assert any("Trainable params" in record.getMessage() for record in caplog.records)
+
+
+def test_train_tokens_keep_counting_across_a_resume_with_another_batch_size(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))  # 4 windows x 32 tokens = 128 tokens per step
+    main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last", "--data.batch_size", "8", max_steps=6))  # 256
+    tokens = [value for _, value in scalars(run_dir(tmp_path))["train/tokens"]]
+    assert tokens == [128, 256, 384, 640, 896, 1152]
+    assert torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)["tokens_trained"] == 1152

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from lightning_trickster.errors import TricksterError
 from lightning_trickster.runs import read_scalars
 
@@ -36,8 +38,11 @@ def plot_runs(runs: list[Path], output: Path) -> None:
             raise TricksterError(f"{run} has no train/loss scalars: pass a run directory written by fit")
         label = run.name if len(runs) == 1 else str(run)
         color = f"C{index}"
-        tokens_at = dict(scalars.get("train/tokens", []))
-        tokens_per_step = next((tokens / (step + 1) for step, tokens in tokens_at.items()), None)
+        # train/tokens logged at step s counts the tokens of steps 0..s, across resumes even when the batch changed;
+        # in between its logs the count grows linearly.
+        logged_tokens = scalars.get("train/tokens", [])
+        steps_done = [0] + [step + 1 for step, _ in logged_tokens]
+        tokens_seen = [0.0] + [tokens for _, tokens in logged_tokens]
         for tag, style in (("train/loss", "-"), ("val/loss", "o--")):
             points = scalars.get(tag, [])
             if not points:
@@ -45,9 +50,9 @@ def plot_runs(runs: list[Path], output: Path) -> None:
             steps, values = zip(*points, strict=False)
             name = f"{label} {tag.split('/')[0]}"
             by_step.plot(steps, values, style, color=color, alpha=0.55 if tag == "train/loss" else 1, label=name)
-            if tokens_per_step:
-                # Step s has seen (s + 1) steps' tokens when logged; val/loss at step 0 is the untrained model.
-                tokens = [(step + 1 if step else 0) * tokens_per_step for step in steps]
+            if logged_tokens:
+                # A value logged at step s comes after s + 1 steps; val/loss at step 0 is the untrained model's.
+                tokens = np.interp([step + 1 if step else 0 for step in steps], steps_done, tokens_seen)
                 by_tokens.plot(tokens, values, style, color=color, alpha=0.55 if tag == "train/loss" else 1, label=name)
         uniform_losses.update(value for _, value in scalars.get("baseline/uniform_loss", []))
     for uniform_loss in sorted(uniform_losses):
