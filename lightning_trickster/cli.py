@@ -32,7 +32,12 @@ from lightning_trickster.data import ShakespeareDataModule
 from lightning_trickster.errors import HardwareError, TricksterError
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.progress import RunReport, StepProgressBar
-from lightning_trickster.reliability import CheckpointOnSignal, NonFiniteGuard, use_atomic_checkpoint_io
+from lightning_trickster.reliability import (
+    CheckpointDirectoryCheck,
+    CheckpointOnSignal,
+    NonFiniteGuard,
+    use_atomic_checkpoint_io,
+)
 from lightning_trickster.runs import evaluation_dir, newest_last_checkpoint
 
 # The console script `trickster` is the same program under its own name.
@@ -150,7 +155,13 @@ class TricksterCLI(LightningCLI):
             parser_kwargs={"prog": PROG, "description": DESCRIPTION},
             # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
             trainer_defaults={
-                "callbacks": [RunSummary(), RunReport(), MetricsWriter(), PredictionWriter()],
+                "callbacks": [
+                    RunSummary(),
+                    RunReport(),
+                    MetricsWriter(),
+                    PredictionWriter(),
+                    CheckpointDirectoryCheck(),
+                ],
                 "enable_model_summary": False,
             },
             save_config_kwargs={"overwrite": True},

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_trickster.errors import InvalidConfigError, NonFiniteError, TrainingInterrupted
+from lightning_trickster.errors import InvalidConfigError, NonFiniteError, TrainingInterrupted, TricksterError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,17 +32,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        temporary: str | None = None
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
             with os.fdopen(fd, "wb") as file:
                 self.write(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; give it a normal file's mode
             os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+        except BaseException as err:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+            if isinstance(err, OSError):
+                raise CheckpointWriteError(
+                    f"could not write checkpoint {target} ({err.strerror or err}): free disk space or make "
+                    f"{target.parent} writable, then resume with --ckpt_path last; any earlier {target.name} is "
+                    "left as it was"
+                ) from None
             raise
         fsync_directory(target.parent)  # make the rename itself durable
 
@@ -57,6 +65,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
+
+
+TEMPORARY_SUFFIX = ".tmp"
+"""A checkpoint being written is `.<name>.<random>.tmp` beside its target until it is complete."""
+
+
+class CheckpointWriteError(TricksterError, OSError):
+    """A checkpoint could not be written (disk full, permissions); the previous file of that name is intact."""
+
+
+class CheckpointDirectoryCheck(Callback):
+    """Before the first step of a fit: the checkpoint directory must be writable (a resumed run into a read-only
+    checkpoints/ would otherwise train and then lose those steps at the first save), and the temporary files of a
+    save that was killed half way are removed."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if not isinstance(callback, ModelCheckpoint) or not callback.dirpath or not trainer.is_global_zero:
+            return
+        directory = Path(callback.dirpath)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as err:
+            raise TricksterError(
+                f"checkpoint directory {directory} is not writable ({err.strerror or err}): make it writable or "
+                "pass --trainer.default_root_dir a directory you can write to; nothing was trained"
+            ) from None
+        for orphan in directory.glob(f".*.ckpt.*{TEMPORARY_SUFFIX}"):
+            orphan.unlink(missing_ok=True)
+            rank_zero_info(f"removed {orphan}, left by a checkpoint save that was cut short")
 
 
 def current_umask() -> int:

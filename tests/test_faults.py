@@ -129,3 +129,40 @@ def test_skip_mode_drops_the_bad_update_counts_it_and_finishes(small_corpus, tmp
     assert checkpoint["global_step"] == 6
     assert checkpoint["callbacks"]["NonFiniteGuard"] == {"skipped_steps": 1}
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+
+
+def test_an_unwritable_checkpoint_directory_stops_a_resume_before_training(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    not_a_directory = tmp_path / "a_file"
+    not_a_directory.write_text("")  # (chmod cannot make a directory read-only for root; this fails for everyone)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last", "--checkpoint.dirpath",
+                      str(not_a_directory / "checkpoints"), max_steps=6))  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: checkpoint directory {not_a_directory / 'checkpoints'} is not writable")
+    assert "nothing was trained" in err
+    assert torch.load(last_ckpt(tmp_path), weights_only=True)["global_step"] == 3
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(small_corpus, tmp_path, monkeypatch):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    before = last_ckpt(tmp_path).read_bytes()
+
+    def disk_full(checkpoint, file):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(AtomicCheckpointIO, "write", staticmethod(disk_full))
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last", max_steps=6))
+    assert exit_info.value.code == 2
+    assert last_ckpt(tmp_path).read_bytes() == before
+    assert not list(last_ckpt(tmp_path).parent.glob(".*.tmp"))
+
+
+def test_the_temporary_file_of_a_killed_save_is_removed_on_the_next_start(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    orphan = last_ckpt(tmp_path).parent / ".last.ckpt.abc123.tmp"
+    orphan.write_bytes(b"PK\x03\x04 half a zip")
+    main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last", max_steps=6))
+    assert not orphan.exists()
