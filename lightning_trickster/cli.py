@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -29,7 +30,7 @@ from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSu
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.commands import COMMANDS, Preset
 from lightning_trickster.data import ShakespeareDataModule
-from lightning_trickster.errors import HardwareError, TricksterError
+from lightning_trickster.errors import HardwareError, StoppedBySignal, TricksterError, raise_stopped_by_signal
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.progress import RunReport, StepProgressBar
 from lightning_trickster.reliability import (
@@ -349,6 +350,9 @@ def main(args: list[str] | None = None) -> None:
     given = {switches[arg] for arg in args if arg in switches}
     args = [arg for arg in args if arg not in switches]
     debug = "debug" in given or os.environ.get("TRICKSTER_DEBUG", "") not in ("", "0")
+    # SIGINT and SIGTERM stop every command at once with 130/143 (a fit's training steps save last.ckpt first, see
+    # CheckpointOnSignal); Lightning adds its own SIGTERM bookkeeping to this handler, it does not replace it.
+    handlers = {signum: signal.signal(signum, raise_stopped_by_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     if "quiet" in given:
@@ -361,11 +365,13 @@ def main(args: list[str] | None = None) -> None:
             for message in UNACTIONABLE_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
             TricksterCLI(args, quiet="quiet" in given, verbose="verbose" in given)
-    except (TricksterError, TTError) as err:
+    except (TricksterError, TTError, StoppedBySignal) as err:
         if debug:
             raise
-        sys.stderr.write(f"error: {err}\n")
+        sys.stderr.write(f"\nerror: {err}\n" if isinstance(err, StoppedBySignal) else f"error: {err}\n")
         raise SystemExit(getattr(err, "exit_code", 2)) from None
-    finally:  # main() called from Python (the tests) leaves the logging as it found it
+    finally:  # main() called from Python (the tests) leaves signal handling and logging as it found them
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

@@ -1,5 +1,7 @@
 """Errors a user can fix: the CLI prints their message on one line and exits non-zero."""
 
+import signal
+
 
 class TricksterError(Exception):
     """A problem with the user's input, data, config or environment; the message says how to fix it."""
@@ -29,3 +31,19 @@ class TrainingInterrupted(TricksterError):
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signal_number
+
+
+class StoppedBySignal(BaseException):
+    """SIGINT or SIGTERM outside a fit's training steps (which CheckpointOnSignal handles): the command stops at once
+    and exits like a process killed by that signal (130, 143). A BaseException, as KeyboardInterrupt is, so that no
+    `except Exception` on the way swallows it."""
+
+    def __init__(self, signal_number: int) -> None:
+        self.signal_name = signal.Signals(signal_number).name
+        super().__init__(f"stopped by {self.signal_name}: what was already written is kept")
+        self.exit_code = 128 + signal_number
+
+
+def raise_stopped_by_signal(signal_number: int, frame: object) -> None:
+    """A signal handler: stop the command where it is."""
+    raise StoppedBySignal(signal_number)

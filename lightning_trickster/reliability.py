@@ -17,7 +17,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_trickster.errors import InvalidConfigError, NonFiniteError, TrainingInterrupted, TricksterError
+from lightning_trickster.errors import (
+    InvalidConfigError,
+    NonFiniteError,
+    StoppedBySignal,
+    TrainingInterrupted,
+    TricksterError,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -168,7 +174,7 @@ class CheckpointOnSignal(Callback):
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
             self._restore_handlers()
-            raise KeyboardInterrupt
+            raise StoppedBySignal(signum)
         self.received = signal.Signals(signum)
         rank_zero_info(f"\n{self.received.name} received: saving last.ckpt after the current training batch")
 

@@ -2,6 +2,7 @@
 
 import io
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from conftest import fit_args
 
 from lightning_trickster.cli import main
+from lightning_trickster.errors import StoppedBySignal
 
 
 @pytest.fixture(scope="module")
@@ -76,27 +78,31 @@ def test_complete_reports_bad_input_and_keeps_going(trained_run, monkeypatch, ca
     assert "never read" not in out
 
 
-def test_ctrl_c_stops_a_completion_and_ctrl_c_at_the_prompt_leaves_cleanly(trained_run, monkeypatch, capsys):
+def test_ctrl_c_stops_a_completion_and_ctrl_c_at_the_prompt_leaves_with_130(trained_run, monkeypatch, capsys):
     ckpt = next(trained_run.rglob("last.ckpt"))
     typed = iter(["Line", ""])
 
-    def keyboard(prompt=""):
+    def keyboard(prompt=""):  # what the front door's SIGINT handler raises wherever Ctrl-C lands
         try:
             return next(typed)
         except StopIteration:
-            raise KeyboardInterrupt from None
+            raise StoppedBySignal(signal.SIGINT) from None
 
     stream_calls = []
 
     def interrupted_stream(*args, **kwargs):
         stream_calls.append(1)
         yield from []
-        raise KeyboardInterrupt
+        raise StoppedBySignal(signal.SIGINT)
 
     monkeypatch.setattr("builtins.input", keyboard)
     monkeypatch.setattr("lightning_trickster.model.NanoTrickster.stream", interrupted_stream)
-    main(["complete", "--ckpt_path", str(ckpt)])  # returns normally: no traceback, no SystemExit
-    assert stream_calls and "Line [stopped]" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["complete", "--ckpt_path", str(ckpt)])
+    assert exit_info.value.code == 130
+    captured = capsys.readouterr()
+    assert stream_calls and "Line [stopped]" in captured.out
+    assert captured.err.strip() == "error: stopped by SIGINT: what was already written is kept"
 
 
 def test_complete_with_a_corrupt_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
-from lightning_trickster.errors import TricksterError
+from lightning_trickster.errors import StoppedBySignal, TricksterError
 from lightning_trickster.model import SamplingSettings
 
 HELP = """Type or paste text (several lines are fine), then an empty line to complete it.
@@ -20,7 +21,7 @@ Commands:
   :seed S            restart the random generator with seed S
   :settings          show the current settings
   :help              this text
-  :quit              leave (Ctrl-D does too; Ctrl-C stops a completion, or leaves at the prompt)"""
+  :quit              leave (Ctrl-D does too; Ctrl-C stops a completion, or at the prompt leaves with status 130)"""
 
 SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
 
@@ -89,7 +90,9 @@ class CompletionSession:
         try:
             for token in self.trained.model.stream(tokens, **asdict(self.settings), generator=self.generator):
                 print(decode(int(token)), end="", flush=True)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StoppedBySignal) as stop:
+            if isinstance(stop, StoppedBySignal) and stop.signal_name != "SIGINT":
+                raise  # SIGTERM ends the session; Ctrl-C only this completion
             print(" [stopped]", end="")
         print("\n")
 
@@ -119,3 +122,7 @@ def complete(ckpt_path: Path, sampling: SamplingSettings | None = None, seed: in
                 session.complete(prompt)
     except KeyboardInterrupt:
         print()
+        raise StoppedBySignal(signal.SIGINT) from None
+    except StoppedBySignal:
+        print()
+        raise

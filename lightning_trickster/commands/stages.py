@@ -97,7 +97,7 @@ def stages(
     runs = [untrained_twin(checkpoints[0], seed), *checkpoints]
     width = width or shutil.get_terminal_size((120, 40)).columns
     for text in [prompt] if isinstance(prompt, str) else prompt:
+        print(f"=== prompt {text!r} · {len(checkpoints)} checkpoints from {ckpt_dir} ===\n", flush=True)
         blocks = [(heading(stage, math.log(vocab_size)), sample(stage, text, sampling, seed)) for stage in runs]
-        print(f"=== prompt {text!r} · {len(checkpoints)} checkpoints from {ckpt_dir} ===\n")
         print(columns(blocks, width))
         print()

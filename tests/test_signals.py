@@ -1,0 +1,67 @@
+"""SIGINT and SIGTERM end every command promptly with 130 or 143 and one line, never 0 (driven through real
+processes: the signal arrives while the command is busy)."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, fit_args
+from faults import default_signal_handling
+
+from lightning_trickster.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("signals")
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(f"Line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(300)))
+    main(fit_args(corpus, root, max_steps=3))
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def signal_after(args: list[str], signum: int, ready: str) -> tuple[int, str, float]:
+    """Start the CLI, send signum once `ready` appears in its output, and return (exit status, the output's last
+    line, seconds from the signal to the exit)."""
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "lightning_trickster", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, cwd=REPO_ROOT, preexec_fn=default_signal_handling,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:
+            if ready in line:
+                break
+        time.sleep(0.5)  # inside the long-running part
+        sent = time.monotonic()
+        process.send_signal(signum)
+        rest, _ = process.communicate(timeout=60)
+        seconds = time.monotonic() - sent
+    finally:
+        process.kill()
+    return process.returncode, (rest.strip().splitlines() or [""])[-1], seconds
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_long_generation_in_predict_stops_at_once(checkpoint, signum, status):
+    args = ["predict", "--config", "cpu.yaml", "--ckpt_path", str(checkpoint), "--trainer.enable_progress_bar", "false",
+            "--data.prompts", '["Line"]', "--model.max_new_tokens", "1000000"]  # fmt: skip
+    code, last_line, seconds = signal_after(args, signum, ready="Seed set")
+    assert code == status and seconds < 5
+    assert last_line == f"error: stopped by {signal.Signals(signum).name}: what was already written is kept"
+
+
+def test_stages_stops_on_sigterm(checkpoint):
+    args = ["stages", "--ckpt_dir", str(checkpoint.parent), "--sampling.max_new_tokens", "1000000"]
+    code, last_line, _ = signal_after(args, signal.SIGTERM, ready="=== prompt")
+    assert code == 143 and last_line.startswith("error: stopped by SIGTERM")
+
+
+def test_sigterm_during_the_start_up_baseline_of_a_fit_is_143(checkpoint, tmp_path):
+    corpus = REPO_ROOT / "tests" / "data" / "tinyshakespeare.txt"  # a long validation split: a slow baseline
+    args = fit_args(corpus, tmp_path, "--model.max_seq_len", "128", "--model.hidden_dim", "128", max_steps=100)
+    code, last_line, _ = signal_after(args, signal.SIGTERM, ready="steps: 100")
+    assert code == 143 and last_line.startswith("error: stopped by SIGTERM")
+    assert not (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").exists()  # nothing trained
