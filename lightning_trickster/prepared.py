@@ -588,6 +588,7 @@ def prepare_corpus(
                 return open_prepared(directory, meta, reused=True)
             print(f"prepare: rebuilding {directory}: {reason}", file=sys.stderr)
         _remove_builds(directory, keep=meta["tokens_file"].split("/")[0] if meta else None)  # interrupted ones
+        print(f"prepare: tokenizing {spec} with {request.describe()} into {directory}", file=sys.stderr)
         meta = _build(spec, directory, request, train_fraction, on_bad_file, scan)
         _remove_builds(directory, keep=meta["tokens_file"].split("/")[0])  # the copy it replaced
         return open_prepared(directory, meta, reused=False)
