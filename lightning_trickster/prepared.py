@@ -22,9 +22,9 @@ import fcntl
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,11 +40,16 @@ from lightning_trickster.tokenizer import END_OF_TEXT, BPETokenizer, ByteTokeniz
 
 FORMAT_VERSION = 1
 READ_CHUNK_BYTES = 4 << 20  # bounded memory: a corpus is read, decoded and tokenized in pieces of this size
-BPE_PIECE_CHARS = 1 << 20  # text handed to the BPE library at once, cut after a newline where possible
-BPE_BATCH_PIECES = 8  # pieces encoded in parallel per call
+# Text is handed to the BPE library in pieces cut after a newline where possible, a batch of pieces per call (encoded
+# in parallel). The library keeps ~100 bytes per token while encoding, so a batch stays near 1 MB of text.
+BPE_PIECE_CHARS = 1 << 16
+BPE_BATCH_PIECES = 16
 BINARY_SNIFF_BYTES = 8192  # like git: a NUL byte in the first 8 KiB marks a binary file, skipped in a directory
 
 OnBadFile = Literal["fail", "skip"]
+
+# Under Lightning's logger, so messages show like the run summary's (on every rank) and -q quiets them.
+log = logging.getLogger("lightning.pytorch.trickster.prepare")
 
 
 def is_glob(spec: str) -> bool:
@@ -175,7 +180,7 @@ def scan_corpus(spec: str, *, require_utf8: bool, on_bad_file: OnBadFile, collec
                             f"{path} is {problem}: convert it to UTF-8, remove it from the corpus, or pass "
                             "--data.on_bad_file skip to leave such files out"
                         )
-                    print(f"prepare: skipping {path}: {problem}", file=sys.stderr)
+                    log.warning(f"prepare: skipping {path}: {problem}")
                 skipped.append({"path": str(path), "size": size, "mtime_ns": mtime_ns, "reason": problem})
                 continue
             counted = num_characters if problem is None else size
@@ -312,8 +317,8 @@ class TokenWriter:
         self.count = 0
 
     def write(self, ids: np.ndarray | list[int]) -> None:
-        array = np.asarray(ids, dtype=self.dtype)
-        self.stream.write(array.tobytes())
+        array = np.ascontiguousarray(ids, dtype=self.dtype)
+        self.stream.write(array.data)  # no copy when the ids already have the file's dtype (byte)
         self.count += len(array)
 
     def close(self) -> None:
@@ -586,9 +591,9 @@ def prepare_corpus(
             reason = stale_reason(meta, spec, request, train_fraction, on_bad_file)
             if reason is None:
                 return open_prepared(directory, meta, reused=True)
-            print(f"prepare: rebuilding {directory}: {reason}", file=sys.stderr)
+            log.info(f"prepare: rebuilding {directory}: {reason}")
         _remove_builds(directory, keep=meta["tokens_file"].split("/")[0] if meta else None)  # interrupted ones
-        print(f"prepare: tokenizing {spec} with {request.describe()} into {directory}", file=sys.stderr)
+        log.info(f"prepare: tokenizing {spec} with {request.describe()} into {directory}")
         meta = _build(spec, directory, request, train_fraction, on_bad_file, scan)
         _remove_builds(directory, keep=meta["tokens_file"].split("/")[0])  # the copy it replaced
         return open_prepared(directory, meta, reused=False)
