@@ -27,7 +27,6 @@ from lightning_trickster.prepared import (
     PreparedCorpus,
     TokenizerRequest,
     find_prepared,
-    is_glob,
     list_corpus_files,
     prepare_corpus,
     scan_corpus,
@@ -121,6 +120,20 @@ class RandomWindows(IterableDataset):
         self.rank = rank
         self.first_batch = first_batch
         self.mapped = not isinstance(tokens, torch.Tensor)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers started by spawn (macOS, Windows) receive the dataset pickled: send where the memory
+        # map is, not a copy of the corpus (numpy pickles a memmap as an in-memory array).
+        state = dict(self.__dict__)
+        if isinstance(self.tokens, np.memmap):
+            state["tokens"] = (self.tokens.filename, self.tokens.dtype.str, self.tokens.offset, len(self.tokens))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["tokens"], tuple):
+            filename, dtype, offset, length = state["tokens"]
+            state["tokens"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=(length,))
+        self.__dict__.update(state)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         worker = get_worker_info()
@@ -233,8 +246,9 @@ class ShakespeareDataModule(pl.LightningDataModule):
         # The vocabulary size is needed now: the CLI links it into the model before setup() runs.
         self.tokenizer: Tokenizer | None = self._request.given
         if self.tokenizer is None:
-            # char: the corpus' characters; bpe: a copy already prepared with it, else trained in prepare_data.
-            prepared = find_prepared(*self._prepare_arguments())
+            # char: the characters of the corpus (from its prepared copy if there is a current one); a BPE still to
+            # be trained has the requested size and is trained in prepare_data.
+            prepared = find_prepared(*self._prepare_arguments()) if tokenizer == "char" else None
             if prepared is not None:
                 self.tokenizer = prepared.tokenizer
             elif tokenizer == "char":
@@ -297,14 +311,15 @@ class ShakespeareDataModule(pl.LightningDataModule):
         """Where the prepared copy is kept: prepared_dir, or cache_dir/prepared/<corpus name>-<hash>/<tokenizer>."""
         if self.hparams.prepared_dir is not None:
             return Path(self.hparams.prepared_dir).expanduser()
-        corpus = str(self.corpus_path.resolve()) if not is_glob(str(self.corpus_path)) else str(self.corpus_path)
+        corpus = os.path.abspath(self.corpus_path)
         name = Path(corpus.split("*")[0].split("?")[0].split("[")[0].rstrip("/") or "corpus").name or "corpus"
         key = hashlib.sha256(corpus.encode("utf-8")).hexdigest()[:8]
         return Path(self.hparams.cache_dir) / "prepared" / f"{name}-{key}" / self._request.name
 
     def _prepare_arguments(self) -> tuple[str, Path, TokenizerRequest, float, OnBadFile]:
+        # Absolute, so the same corpus named from another directory (or as ./x and x) is the same prepared copy.
         return (
-            str(self.corpus_path),
+            os.path.abspath(self.corpus_path),
             self.prepared_path,
             self._request,
             self.hparams.train_fraction,
@@ -317,7 +332,7 @@ class ShakespeareDataModule(pl.LightningDataModule):
         if self.trainer and self.trainer.predicting:  # completing prompts needs no corpus
             return
         self._prepare()
-        rank_zero_info(f"data: {self.describe_prepared()}")
+        rank_zero_info(f"corpus: {self.describe_prepared()}")
 
     def _prepare(self) -> PreparedCorpus:
         if self.prepared is None:

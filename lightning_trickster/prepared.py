@@ -134,6 +134,7 @@ def scan_corpus(spec: str, *, require_utf8: bool, on_bad_file: OnBadFile, collec
     files = list_corpus_files(spec)
     many = Path(spec).expanduser().is_dir() or is_glob(spec)
     documents, skipped, characters = [], [], set()
+    ascii_seen = np.zeros(128, dtype=bool)
     with progress_bar(sum(p.stat().st_size for p in files), "prepare: reading") as bar:
         for path in files:
             size, mtime_ns = _file_identity(path)
@@ -143,15 +144,21 @@ def scan_corpus(spec: str, *, require_utf8: bool, on_bad_file: OnBadFile, collec
             problem = None
             with path.open("rb") as stream:
                 position = 0
-                while chunk := stream.read(READ_CHUNK_BYTES):
-                    if position == 0 and many and b"\0" in chunk[:BINARY_SNIFF_BYTES]:
-                        problem = "binary"
-                        break
+                if many and b"\0" in stream.read(BINARY_SNIFF_BYTES):
+                    problem = "binary"
+                stream.seek(0)
+                while problem != "binary" and (chunk := stream.read(READ_CHUNK_BYTES)):
                     position += len(chunk)
                     bar.update(len(chunk))
                     digest.update(chunk)
                     if problem is not None:
                         continue  # a single non-UTF-8 file for the byte tokenizer: hash it all the same
+                    if chunk.isascii() and not decoder.getstate()[0]:
+                        # Fast path for ASCII (most code and English): valid UTF-8, one character per byte.
+                        num_characters += len(chunk)
+                        if collect_characters:
+                            ascii_seen |= np.bincount(np.frombuffer(chunk, dtype=np.uint8), minlength=128) > 0
+                        continue
                     try:
                         text = decoder.decode(chunk)
                     except UnicodeDecodeError as err:
@@ -190,7 +197,7 @@ def scan_corpus(spec: str, *, require_utf8: bool, on_bad_file: OnBadFile, collec
             f"{spec} has no text files (each one is binary or not UTF-8): pass --data.path a file, directory or glob "
             "of UTF-8 text"
         )
-    return CorpusScan(spec, documents, skipped, characters)
+    return CorpusScan(spec, documents, skipped, characters | {chr(c) for c in np.flatnonzero(ascii_seen)})
 
 
 def scan_is_current(scan: CorpusScan) -> bool:
@@ -362,13 +369,26 @@ def write_tokens(scan: CorpusScan, tokenizer: Tokenizer, out: Path, train_fracti
                             writer.write(np.frombuffer(chunk, dtype=np.uint8))
                             bar.update(len(chunk))
                     else:
-                        for text, num_bytes in _read_text(document.path):
-                            writer.write(_encode_chars(text, table, tokenizer.vocab))
-                            bar.update(num_bytes)
+                        _write_chars(document.path, table, tokenizer.vocab, writer, bar)
             train_tokens = int(writer.count * train_fraction)
     finally:
         writer.close()
     return writer.count, train_tokens
+
+
+def _write_chars(path: str, table: np.ndarray, vocab: str, writer: TokenWriter, bar: tqdm) -> None:
+    """A UTF-8 file as char token ids; ASCII chunks are looked up byte by byte without decoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for chunk in _read_bytes(path):
+        if chunk.isascii() and not decoder.getstate()[0]:
+            ids = table[np.frombuffer(chunk, dtype=np.uint8)]
+            if (ids < 0).any():
+                ids = _encode_chars(chunk.decode("ascii"), table, vocab)  # raises, naming the characters
+        else:
+            ids = _encode_chars(decoder.decode(chunk), table, vocab)
+        writer.write(ids)
+        bar.update(len(chunk))
+    writer.write(_encode_chars(decoder.decode(b"", final=True), table, vocab))
 
 
 def _write_bpe_batch(tokenizer, batch, ends, separator, writer, bar) -> None:
@@ -429,11 +449,12 @@ class PreparedCorpus:
 
     @property
     def train(self) -> np.ndarray:
-        return self.tokens[: self.meta["train_tokens"]]
+        return map_tokens(self.directory / self.meta["tokens_file"], self.tokens.dtype, 0, self.meta["train_tokens"])
 
     @property
     def val(self) -> np.ndarray:
-        return self.tokens[self.meta["train_tokens"] :]
+        train, val = self.meta["train_tokens"], self.meta["val_tokens"]
+        return map_tokens(self.directory / self.meta["tokens_file"], self.tokens.dtype, train, val)
 
     @property
     def characters_per_token(self) -> float:
@@ -451,6 +472,14 @@ class PreparedCorpus:
             f"{self.characters_per_token:.2f} characters per token, {meta['dtype']}), train {meta['train_tokens']:,} "
             f"/ val {meta['val_tokens']:,}; prepared copy {self.directory} ({how})"
         )
+
+
+def map_tokens(path: Path, dtype: np.dtype, start: int, count: int) -> np.ndarray:
+    """count tokens from token start of a token file, memory-mapped read-only (its own memmap, so that its
+    filename and offset describe exactly this range: see RandomWindows' pickling)."""
+    if count == 0:
+        return np.empty(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=start * dtype.itemsize, shape=(count,))
 
 
 def read_meta(directory: Path) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ memory-mapped windows, and every bad input as one clear error."""
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,15 @@ def test_each_tokenizer_round_trips_the_corpus_in_the_smallest_dtype_that_holds_
     assert prepared_module.token_dtype(65_536) == np.uint16
 
 
+def test_characters_split_across_read_chunks_tokenize_the_same(corpus_dir, tmp_path, monkeypatch):
+    """Files are read in chunks; a chunk may end inside a multi-byte character, or switch ASCII and non-ASCII."""
+    monkeypatch.setattr(prepared_module, "READ_CHUNK_BYTES", 5)
+    data = prepare(corpus_dir, tmp_path, tokenizer="char")
+    joined = "\n\n".join(POEMS[name] for name in sorted(POEMS))
+    assert data.tokenizer.decode(data.prepared.tokens) == joined
+    assert data.vocab_size == len(set(joined)) and data.prepared.meta["characters"] == len(joined) - 4
+
+
 def test_a_glob_selects_the_matching_files(corpus_dir, tmp_path):
     data = prepare(f"{corpus_dir}/**/*.txt", tmp_path, tokenizer="char")
     assert [Path(d["path"]).name for d in data.prepared.meta["documents"]] == ["a.txt", "b.txt"]
@@ -124,6 +134,10 @@ def test_memory_mapped_windows_equal_in_memory_windows_for_the_same_seed(corpus_
         (mapped_inputs, mapped_targets), (inputs, targets) = next(mapped), next(loaded)
         assert mapped_inputs.dtype == torch.long
         assert torch.equal(mapped_inputs, inputs) and torch.equal(mapped_targets, targets)
+    # A DataLoader worker started by spawn gets the windows pickled: the memory map, not a copy of the tokens.
+    unpickled = pickle.loads(pickle.dumps(RandomWindows(data.train_tokens, 32, 4, seed=7, rank=1, first_batch=5)))
+    assert isinstance(unpickled.tokens, np.memmap) and len(pickle.dumps(unpickled)) < 1000
+    assert torch.equal(next(iter(unpickled))[0], next(iter(RandomWindows(in_memory, 32, 4, 7, 1, 5)))[0])
     val_mapped = ConsecutiveWindows(data.val_tokens, block_size=32)
     val_loaded = ConsecutiveWindows(as_long_tensor(data.val_tokens), block_size=32)
     assert len(val_mapped) == len(val_loaded)
