@@ -153,15 +153,45 @@ def _training_throughput(
         return (steps - warmup) * data.hparams.batch_size * model_args["max_seq_len"] / timer.seconds
 
     results: dict[str, list[float]] = {"memmap": [], "in_memory": []}
-    for _ in range(rounds):
-        results["memmap"].append(tokens_per_second(ShakespeareDataModule, path))
-        results["in_memory"].append(tokens_per_second(InMemory, small_path))
+    runs = {"memmap": (ShakespeareDataModule, path), "in_memory": (InMemory, small_path)}
+    for round_index in range(rounds):
+        # ABBA order: a machine that speeds up or slows down during the rounds favours neither path.
+        for name in ("memmap", "in_memory") if round_index % 2 == 0 else ("in_memory", "memmap"):
+            results[name].append(tokens_per_second(*runs[name]))
+    ratios = [m / i for m, i in zip(results["memmap"], results["in_memory"], strict=True)]
     return {
         "memmap_tokens_per_sec": statistics.median(results["memmap"]),
         "in_memory_tokens_per_sec": statistics.median(results["in_memory"]),
+        "median_paired_ratio": statistics.median(ratios),
         "all": results,
+        "window_fetch_us": _window_fetch_microseconds(path, small_path, cache_dir, data_args, model_args),
         "threads": torch.get_num_threads(),
     }
+
+
+def _window_fetch_microseconds(
+    path: str, small_path: str, cache_dir: str, data_args: dict[str, Any], model_args: dict[str, Any]
+) -> dict[str, float]:
+    """The data path alone: microseconds to draw one training batch of windows, memory map vs in-memory tensor.
+    Free of the step time's noise, it shows what the memory map can cost a step at most."""
+
+    from lightning_trickster.data import RandomWindows, ShakespeareDataModule, as_long_tensor
+
+    fetch = {}
+    for name, corpus in (("memmap", path), ("in_memory", small_path)):
+        data = ShakespeareDataModule(
+            path=corpus, tokenizer=data_args.get("tokenizer", "byte"), cache_dir=cache_dir, block_size=128
+        )
+        data.setup("fit")
+        tokens = data.train_tokens if name == "memmap" else as_long_tensor(data.train_tokens)
+        windows = iter(RandomWindows(tokens, model_args["max_seq_len"], data_args.get("batch_size", 16), 0, 0, 0))
+        for _ in range(100):
+            next(windows)
+        start = time.perf_counter()
+        for _ in range(2000):
+            next(windows)
+        fetch[name] = (time.perf_counter() - start) / 2000 * 1e6
+    return fetch
 
 
 MEASUREMENTS = {
@@ -196,9 +226,9 @@ def bench_data(
     bpe_vocab_size: int = 4096,
     work_dir: str = "data/bench_data",
     config: str = "cpu.yaml",
-    train_steps: int = 60,
+    train_steps: int = 50,
     train_warmup: int = 10,
-    train_rounds: int = 3,
+    train_rounds: int = 4,
 ) -> dict[str, Any]:
     """Measure the data path: preparing a large corpus against per-run tokenization, fit's data set-up on the
     prepared copy, and training throughput from the memory map against an in-memory tensor.
@@ -213,7 +243,7 @@ def bench_data(
         config: the preset whose model and data settings the training throughput uses.
         train_steps: optimizer steps per training-throughput run.
         train_warmup: leading steps left out of the timing.
-        train_rounds: memmap and in-memory runs each, interleaved; the median is reported.
+        train_rounds: memmap and in-memory runs each, interleaved in ABBA order; medians are reported.
     """
     tokenizers = tokenizers or ["byte", "char", "bpe"]
     source = Path(corpus) if corpus else SHARED_TINY_SHAKESPEARE
@@ -264,6 +294,7 @@ def bench_data(
         rounds=train_rounds,
     )
     memmap_tps, in_memory_tps = training["memmap_tokens_per_sec"], training["in_memory_tokens_per_sec"]
+    fetch = training["window_fetch_us"]
     summary = {
         "large_corpus_mb": round(large_mb, 1),
         "baseline_corpus_mb": round(baseline_real_mb, 1),
@@ -274,6 +305,9 @@ def bench_data(
             "memmap_tokens_per_sec": round(memmap_tps, 1),
             "in_memory_tokens_per_sec": round(in_memory_tps, 1),
             "memmap_vs_in_memory": round(memmap_tps / in_memory_tps, 4),
+            "median_paired_ratio": round(training["median_paired_ratio"], 4),
+            "window_fetch_us_memmap": round(fetch["memmap"], 1),
+            "window_fetch_us_in_memory": round(fetch["in_memory"], 1),
             "runs_tokens_per_sec": {k: [round(x, 1) for x in v] for k, v in training["all"].items()},
             "torch_threads": training["threads"],
         },
@@ -304,5 +338,7 @@ def _print_table(summary: dict[str, Any]) -> None:
     training = summary["training"]
     print(
         f"training ({training['config']}): memmap {training['memmap_tokens_per_sec']:,.0f} tokens/s, in-memory "
-        f"{training['in_memory_tokens_per_sec']:,.0f} tokens/s, ratio {training['memmap_vs_in_memory']:.3f}"
+        f"{training['in_memory_tokens_per_sec']:,.0f} tokens/s (medians), ratio {training['memmap_vs_in_memory']:.3f}, "
+        f"median paired ratio {training['median_paired_ratio']:.3f}; one batch of windows: memmap "
+        f"{training['window_fetch_us_memmap']:.0f} us, in-memory {training['window_fetch_us_in_memory']:.0f} us"
     )
