@@ -1,4 +1,6 @@
-"""ShakespeareDataModule: a text corpus, tokenized, split 90/10 by position, served as training windows."""
+"""ShakespeareDataModule: a corpus prepared once into memory-mapped tokens, split 90/10, served as training windows.
+
+See lightning_trickster.prepared for the prepared format and how the split is made."""
 
 from __future__ import annotations
 
@@ -13,11 +15,55 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
 from lightning_trickster.errors import DataError, InvalidConfigError
-from lightning_trickster.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer, TokenizerName
+from lightning_trickster.prepared import (
+    CorpusScan,
+    OnBadFile,
+    PreparedCorpus,
+    TokenizerRequest,
+    find_prepared,
+    list_corpus_files,
+    prepare_corpus,
+    scan_corpus,
+)
+from lightning_trickster.tokenizer import (
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    TokenizerName,
+    tokenizer_from_state_dict,
+)
+
+Tokens = torch.Tensor | np.ndarray
+"""A token stream: an in-memory tensor, or a memory-mapped array of a prepared copy (read per window)."""
+
+
+def as_long_tensor(tokens: Tokens) -> torch.Tensor:
+    """Token ids as int64, whatever unsigned dtype they are stored in; copies only the ids given."""
+    if isinstance(tokens, torch.Tensor):
+        return tokens.long()
+    return torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+
+
+def data_args_from_tokenizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The --data.* values that rebuild a checkpoint's tokenizer with no corpus.
+
+    Args:
+        state: the tokenizer state a checkpoint stores (checkpoint["ShakespeareDataModule"]["tokenizer"]).
+    """
+    tokenizer = tokenizer_from_state_dict(state)  # validates the state
+    if isinstance(tokenizer, CharTokenizer):
+        return {"tokenizer": "char", "vocab": tokenizer.vocab}
+    if isinstance(tokenizer, BPETokenizer):
+        return {"tokenizer": "bpe", "vocab": tokenizer.json, "vocab_size": tokenizer.vocab_size}
+    return {"tokenizer": tokenizer.name}
+
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_MD5 = "6fb458f1232090904fb40fe944165e91"
@@ -66,13 +112,28 @@ class RandomWindows(IterableDataset):
     reproducible, differs between ranks, and continues where it left off when started at a later i.
     """
 
-    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int, rank: int, first_batch: int):
+    def __init__(self, tokens: Tokens, block_size: int, batch_size: int, seed: int, rank: int, first_batch: int):
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
         self.first_batch = first_batch
+        self.mapped = not isinstance(tokens, torch.Tensor)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers started by spawn (macOS, Windows) receive the dataset pickled: send where the memory
+        # map is, not a copy of the corpus (numpy pickles a memmap as an in-memory array).
+        state = dict(self.__dict__)
+        if isinstance(self.tokens, np.memmap):
+            state["tokens"] = (self.tokens.filename, self.tokens.dtype.str, self.tokens.offset, len(self.tokens))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["tokens"], tuple):
+            filename, dtype, offset, length = state["tokens"]
+            state["tokens"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=(length,))
+        self.__dict__.update(state)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         worker = get_worker_info()
@@ -83,7 +144,8 @@ class RandomWindows(IterableDataset):
         for batch_index in count(self.first_batch + worker_id, num_workers):
             generator.manual_seed(hash((self.seed, self.rank, batch_index)) & 0x7FFF_FFFF_FFFF_FFFF)
             starts = torch.randint(len(self.tokens) - self.block_size, (self.batch_size, 1), generator=generator)
-            windows = self.tokens[starts + offsets]
+            # Only these batch_size x (block_size + 1) ids are read (from the page cache for a memory map).
+            windows = as_long_tensor(self.tokens[(starts + offsets).numpy() if self.mapped else starts + offsets])
             yield windows[:, :-1], windows[:, 1:]
 
 
@@ -95,7 +157,7 @@ class ConsecutiveWindows(Dataset):
     several processes can each take an equal share without any real window being repeated.
     """
 
-    def __init__(self, tokens: torch.Tensor, block_size: int, pad_to_multiple_of: int = 1):
+    def __init__(self, tokens: Tokens, block_size: int, pad_to_multiple_of: int = 1):
         self.tokens = tokens
         self.block_size = block_size
         self.num_windows = -(-(len(tokens) - 1) // block_size)
@@ -108,7 +170,8 @@ class ConsecutiveWindows(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"window {i} of {len(self)}")
         start = i * self.block_size
-        chunk = self.tokens[start : start + self.block_size + 1] if i < self.num_windows else self.tokens[:0]
+        end = start + self.block_size + 1 if i < self.num_windows else start
+        chunk = as_long_tensor(self.tokens[start:end])
         scored = max(len(chunk) - 1, 0)
         inputs = torch.zeros(self.block_size, dtype=torch.long)
         targets = torch.full((self.block_size,), -100, dtype=torch.long)
@@ -118,7 +181,8 @@ class ConsecutiveWindows(Dataset):
 
 
 class ShakespeareDataModule(pl.LightningDataModule):
-    """Tiny Shakespeare (or any UTF-8 text file), first 90% for training and last 10% for validation."""
+    """Tiny Shakespeare or any corpus (a UTF-8 file, a directory or a glob of them), prepared once into
+    memory-mapped tokens; the first 90% for training and the last 10% for validation."""
 
     def __init__(
         self,
@@ -132,23 +196,40 @@ class ShakespeareDataModule(pl.LightningDataModule):
         prompts: list[str] | None = None,
         prompts_file: str | None = None,
         vocab: str | None = None,
+        vocab_size: int | None = None,
+        tokenizer_path: str | None = None,
+        prepared_dir: str | None = None,
+        on_bad_file: OnBadFile = "fail",
     ) -> None:
         """
         Args:
-            path: UTF-8 text file to train on; when omitted tiny Shakespeare is downloaded into cache_dir.
-            tokenizer: "byte" (vocabulary 256, any text) or "char" (one id per distinct corpus character).
+            path: the corpus: a UTF-8 text file, a directory (every non-hidden text file under it) or a quoted glob
+                such as 'src/**/*.py'; when omitted tiny Shakespeare is downloaded into cache_dir.
+            tokenizer: "byte" (vocabulary 256, any text), "char" (one id per distinct corpus character) or "bpe"
+                (byte-level BPE: trained on the training split with vocab_size tokens, or read from tokenizer_path).
             block_size: tokens per training window; the CLI sets it from --model.max_seq_len.
             batch_size: windows per batch on each device (per micro-batch under gradient accumulation).
             num_workers: DataLoader worker processes for training batches.
             train_fraction: leading fraction of the corpus used for training; the rest is validation.
-            cache_dir: where the downloaded corpus is kept.
+            cache_dir: where the downloaded corpus and, by default, prepared copies are kept.
             prompts: prompts for predict, e.g. '["ROMEO:", "JULIET:"]'.
             prompts_file: a text file with one predict prompt per line (added after prompts).
-            vocab: the char tokenizer's vocabulary; by default built from the corpus. The CLI fills it from
-                the checkpoint when one is given, so predict needs no corpus.
+            vocab: the tokenizer's vocabulary as a checkpoint stores it (char: its characters; bpe: its tokenizer.json
+                text); by default built from the corpus. The CLI fills it from the checkpoint when one is given, so
+                predict needs no corpus.
+            vocab_size: the BPE vocabulary size to train (257 to 65,536, including the <|endoftext|> separator).
+            tokenizer_path: an existing Hugging Face tokenizer.json to use as the BPE tokenizer instead of training
+                one.
+            prepared_dir: where the prepared (tokenized) copy of the corpus is kept; by default under
+                cache_dir/prepared, one per corpus path and tokenizer. A directory named here that holds a copy
+                made with another tokenizer is an error rather than rebuilt.
+            on_bad_file: a non-UTF-8 file in a directory or glob corpus: "fail" (name it and stop) or "skip" it.
         """
         super().__init__()
-        self.save_hyperparameters()
+        # vocab_size is left out: Lightning merges these with the model's hyper-parameters, whose vocab_size is the
+        # tokenizer's (the same number for bpe, while this argument is None for byte and char).
+        self.save_hyperparameters(ignore=["vocab_size"])
+        self.requested_vocab_size = vocab_size
         for name in ("block_size", "batch_size"):
             if self.hparams[name] <= 0:
                 raise InvalidConfigError(f"data.{name} must be positive, got {self.hparams[name]}")
@@ -157,61 +238,143 @@ class ShakespeareDataModule(pl.LightningDataModule):
         if not 0.0 < train_fraction < 1.0:
             raise InvalidConfigError(f"data.train_fraction must be between 0 and 1, got {train_fraction}")
         self._corpus_path: Path | None = None
+        self._scan: CorpusScan | None = None
+        self.prepared: PreparedCorpus | None = None
+        self.train_tokens: Tokens | None = None
+        self.val_tokens: Tokens | None = None
+        self._request = self._tokenizer_request()
         # The vocabulary size is needed now: the CLI links it into the model before setup() runs.
-        if tokenizer == "byte":
-            self.tokenizer: Tokenizer = ByteTokenizer()
-        else:
-            self.tokenizer = CharTokenizer(vocab) if vocab is not None else CharTokenizer.from_text(self._read_text())
-        self.train_tokens: torch.Tensor | None = None
-        self.val_tokens: torch.Tensor | None = None
+        self.tokenizer: Tokenizer | None = self._request.given
+        if self.tokenizer is None:
+            # char: the characters of the corpus (from its prepared copy if there is a current one); a BPE still to
+            # be trained has the requested size and is trained in prepare_data.
+            prepared = find_prepared(*self._prepare_arguments()) if tokenizer == "char" else None
+            if prepared is not None:
+                self.tokenizer = prepared.tokenizer
+            elif tokenizer == "char":
+                self._scan = scan_corpus(
+                    str(self.corpus_path), require_utf8=True, on_bad_file=on_bad_file, collect_characters=True
+                )
+                self.tokenizer = CharTokenizer(self._scan.char_vocab(CharTokenizer.separator))
+
+    def _tokenizer_request(self) -> TokenizerRequest:
+        """The tokenizer the arguments ask for, checked for consistency; built here when given in full."""
+        name, vocab, tokenizer_path = (self.hparams[key] for key in ("tokenizer", "vocab", "tokenizer_path"))
+        vocab_size = self.requested_vocab_size
+        if name != "bpe" and (vocab_size is not None or tokenizer_path is not None):
+            option = "vocab_size" if vocab_size is not None else "tokenizer_path"
+            raise InvalidConfigError(
+                f"--data.{option} only applies to --data.tokenizer bpe (got {name}): drop it or use bpe"
+            )
+        if name == "byte":
+            return TokenizerRequest("byte", given=ByteTokenizer())
+        if name == "char":
+            return TokenizerRequest("char", given=CharTokenizer(vocab) if vocab is not None else None)
+        if vocab is not None or tokenizer_path is not None:
+            given = BPETokenizer(vocab) if vocab is not None else BPETokenizer.from_file(Path(tokenizer_path))
+            if vocab_size is not None and vocab_size != given.vocab_size:
+                raise InvalidConfigError(
+                    f"--data.vocab_size {vocab_size} differs from the given BPE tokenizer's {given.vocab_size}: "
+                    "drop --data.vocab_size or make it match"
+                )
+            return TokenizerRequest("bpe", given=given)
+        if vocab_size is None:
+            raise InvalidConfigError(
+                "--data.tokenizer bpe needs --data.vocab_size N (train a BPE on the corpus) or --data.tokenizer_path "
+                "tokenizer.json (use an existing one)"
+            )
+        if not 257 <= vocab_size <= 65_536:
+            raise InvalidConfigError(
+                f"--data.vocab_size must be between 257 (256 bytes + <|endoftext|>) and 65,536 (uint16 token ids), "
+                f"got {vocab_size}"
+            )
+        return TokenizerRequest("bpe", vocab_size=vocab_size)
 
     @property
     def vocab_size(self) -> int:
-        return self.tokenizer.vocab_size
+        """The tokenizer's vocabulary size (for a BPE still to be trained: the size it is trained to)."""
+        return self.tokenizer.vocab_size if self.tokenizer is not None else self._request.vocab_size
 
     @property
     def corpus_path(self) -> Path:
-        """The corpus file, downloaded on first use when no path was given."""
+        """The corpus (a file, a directory or a glob), downloaded on first use when no path was given."""
         if self._corpus_path is None:
             if self.hparams.path is None:
                 self._corpus_path = download_tiny_shakespeare(Path(self.hparams.cache_dir))
             else:
-                corpus = Path(self.hparams.path).expanduser()
-                if not corpus.is_file():
-                    raise DataError(f"data file {corpus} not found: pass --data.path pointing to a UTF-8 text file")
-                if corpus.stat().st_size == 0:
-                    raise DataError(f"data file {corpus} is empty: pass --data.path pointing to a UTF-8 text file")
-                self._corpus_path = corpus
+                list_corpus_files(self.hparams.path)  # a one-line error if it is missing, empty or matches nothing
+                self._corpus_path = Path(self.hparams.path).expanduser()
         return self._corpus_path
 
-    def prepare_data(self) -> None:
-        if not self.trainer or not self.trainer.predicting:  # completing prompts needs no corpus
-            self.corpus_path  # noqa: B018 -- downloads once, on one process per node
+    @property
+    def prepared_path(self) -> Path:
+        """Where the prepared copy is kept: prepared_dir, or cache_dir/prepared/<corpus name>-<hash>/<tokenizer>."""
+        if self.hparams.prepared_dir is not None:
+            return Path(self.hparams.prepared_dir).expanduser()
+        corpus = os.path.abspath(self.corpus_path)
+        name = Path(corpus.split("*")[0].split("?")[0].split("[")[0].rstrip("/") or "corpus").name or "corpus"
+        key = hashlib.sha256(corpus.encode("utf-8")).hexdigest()[:8]
+        return Path(self.hparams.cache_dir) / "prepared" / f"{name}-{key}" / self._request.name
 
-    def _read_text(self) -> str:
-        try:
-            return self.corpus_path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{self.corpus_path} is not UTF-8 text ({err.reason} at byte {err.start}): "
-                "convert it to UTF-8 or use --data.tokenizer byte"
-            ) from None
+    def _prepare_arguments(self) -> tuple[str, Path, TokenizerRequest, float, OnBadFile]:
+        # Absolute, so the same corpus named from another directory (or as ./x and x) is the same prepared copy.
+        return (
+            os.path.abspath(self.corpus_path),
+            self.prepared_path,
+            self._request,
+            self.hparams.train_fraction,
+            self.hparams.on_bad_file,
+        )
+
+    def prepare_data(self) -> None:
+        """Download tiny Shakespeare if no path was given, and prepare the corpus unless a current prepared copy
+        exists. Lightning runs this on one process per node; it also works without a Trainer."""
+        if self.trainer and self.trainer.predicting:  # completing prompts needs no corpus
+            return
+        self._prepare()
+        rank_zero_info(f"corpus: {self.describe_prepared()}")
+
+    def _prepare(self) -> PreparedCorpus:
+        if self.prepared is None:
+            spec, directory, request, train_fraction, on_bad_file = self._prepare_arguments()
+            self.prepared = prepare_corpus(
+                spec,
+                directory,
+                request,
+                train_fraction=train_fraction,
+                on_bad_file=on_bad_file,
+                must_match_tokenizer=self.hparams.prepared_dir is not None,
+                scan=self._scan,
+            )
+            self._scan = None  # the prepared copy replaces it
+            prepared_tokenizer = self.prepared.tokenizer
+            if self.tokenizer is not None and prepared_tokenizer.state_dict() != self.tokenizer.state_dict():
+                raise DataError(
+                    f"the corpus {spec} changed while this run started ({self.tokenizer.name} vocabulary "
+                    f"{self.tokenizer.vocab_size:,} then {prepared_tokenizer.vocab_size:,}): start the run again"
+                )
+            self.tokenizer = prepared_tokenizer
+        return self.prepared
+
+    def describe_prepared(self) -> str:
+        """One line on the prepared corpus: files, size, tokens, characters per token, split and where it is kept."""
+        return self._prepare().describe()
 
     def setup(self, stage: str) -> None:
         if stage == "predict" or self.train_tokens is not None:
             return
         self._check_block_size_fits_the_model()
-        corpus = self.corpus_path.read_bytes() if self.tokenizer.name == "byte" else self._read_text()
-        tokens = self.tokenizer.encode(corpus)
-        split = int(len(tokens) * self.hparams.train_fraction)
-        self.train_tokens, self.val_tokens = tokens[:split], tokens[split:]
+        # On the process that ran prepare_data this is the copy it made; on the others a quick check finds the
+        # copy current (it was prepared before Lightning's barrier) and maps it.
+        prepared = self._prepare()
+        self.train_tokens, self.val_tokens = prepared.train, prepared.val
         block_size = self.hparams.block_size
         for name, part in (("training", self.train_tokens), ("validation", self.val_tokens)):
             if len(part) < block_size + 1:
                 raise DataError(
-                    f"{self.corpus_path} has {len(tokens)} tokens, so its {name} split ({len(part)}) is shorter than "
-                    f"one window of block_size + 1 = {block_size + 1} tokens: use a larger corpus or a smaller "
-                    "--model.max_seq_len"
+                    f"{self.corpus_path} has {len(prepared.tokens)} tokens, so its {name} split ({len(part)}) is "
+                    f"shorter than one window of block_size + 1 = {block_size + 1} tokens: use a larger corpus or a "
+                    "smaller --model.max_seq_len"
                 )
 
     def _check_block_size_fits_the_model(self) -> None:
@@ -291,10 +454,10 @@ class ShakespeareDataModule(pl.LightningDataModule):
         return {"tokenizer": self.tokenizer.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = state_dict["tokenizer"]
-        if saved != self.tokenizer.state_dict():
+        saved = tokenizer_from_state_dict(state_dict["tokenizer"])
+        if state_dict["tokenizer"] != self.tokenizer.state_dict():
             raise InvalidConfigError(
-                f"the checkpoint was trained with a different tokenizer/vocabulary ({saved['name']}, "
-                f"{len(saved.get('vocab', '')) or 256} tokens) than --data gives now ({self.tokenizer.name}, "
+                f"the checkpoint was trained with a different tokenizer/vocabulary ({saved.name}, "
+                f"{saved.vocab_size} tokens) than --data gives now ({self.tokenizer.name}, "
                 f"{self.vocab_size} tokens): use the same --data.tokenizer and --data.path as the training run"
             )

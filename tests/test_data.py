@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import lightning_trickster.data as data_module
-from lightning_trickster.data import TINY_SHAKESPEARE_MD5, RandomWindows, ShakespeareDataModule
+from lightning_trickster.data import TINY_SHAKESPEARE_MD5, RandomWindows, ShakespeareDataModule, as_long_tensor
 from lightning_trickster.errors import DataError, InvalidConfigError
 from lightning_trickster.tokenizer import ByteTokenizer, CharTokenizer
 
 
-def test_tiny_shakespeare_splits_90_10_by_position(shakespeare_path):
-    data = ShakespeareDataModule(path=str(shakespeare_path), tokenizer="char")
+def test_tiny_shakespeare_splits_90_10_by_position(shakespeare_path, tmp_path):
+    data = ShakespeareDataModule(path=str(shakespeare_path), tokenizer="char", cache_dir=str(tmp_path))
     data.setup("fit")
     assert data.vocab_size == 65
     assert (len(data.train_tokens), len(data.val_tokens)) == (1_003_854, 111_540)
@@ -76,29 +76,31 @@ def test_workers_together_yield_the_same_batches_in_the_same_order():
         assert torch.equal(next(single)[0], next(pooled)[0])
 
 
-def test_validation_scores_every_val_token_exactly_once(small_corpus):
-    data = ShakespeareDataModule(path=str(small_corpus), tokenizer="byte", block_size=32, batch_size=5)
+def test_validation_scores_every_val_token_exactly_once(small_corpus, tmp_path):
+    data = ShakespeareDataModule(
+        path=str(small_corpus), tokenizer="byte", block_size=32, batch_size=5, cache_dir=str(tmp_path)
+    )
     data.setup("validate")
     batches = list(data.val_dataloader())
     inputs = torch.cat([b[0] for b in batches])
     targets = torch.cat([b[1] for b in batches])
     scored = targets[targets != -100]
     # Every position after the first is predicted once, in order, from the position before it.
-    assert torch.equal(scored, data.val_tokens[1:])
-    assert torch.equal(inputs[targets != -100], data.val_tokens[:-1])
+    assert torch.equal(scored, as_long_tensor(data.val_tokens[1:]))
+    assert torch.equal(inputs[targets != -100], as_long_tensor(data.val_tokens[:-1]))
 
 
 def test_missing_data_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not found: pass --data.path"):
         ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char")
     with pytest.raises(DataError, match="not found: pass --data.path"):
-        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="byte").prepare_data()
+        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="byte", cache_dir=str(tmp_path)).prepare_data()
 
 
 def test_corpus_shorter_than_one_window_is_a_clear_error(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("To be, or not to be.")
-    data = ShakespeareDataModule(path=str(path), block_size=32)
+    data = ShakespeareDataModule(path=str(path), block_size=32, cache_dir=str(tmp_path))
     with pytest.raises(DataError, match="shorter than one window"):
         data.setup("fit")
 

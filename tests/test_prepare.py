@@ -1,0 +1,215 @@
+"""Preparing a corpus once: file, directory and glob corpora, the token file and its metadata, reuse and rebuilds,
+memory-mapped windows, and every bad input as one clear error."""
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import fit_args
+
+import lightning_trickster.prepared as prepared_module
+from lightning_trickster.cli import main
+from lightning_trickster.data import ConsecutiveWindows, RandomWindows, ShakespeareDataModule, as_long_tensor
+from lightning_trickster.errors import DataError, InvalidConfigError
+
+POEMS = {
+    "a.txt": "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 30,
+    "sub/b.txt": "Rough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n" * 30,
+    "sub/c.md": "Sometime too hot the eye of heaven shines — naïve café.\n" * 30,
+}
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """Three UTF-8 documents in two levels, plus a binary file and a hidden file that are not documents."""
+    root = tmp_path / "poems"
+    for name, text in POEMS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    (root / "sub" / "cover.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (root / ".notes.txt").write_text("not part of the corpus")
+    return root
+
+
+def data_module(path: Path | str, tmp_path: Path, **kwargs) -> ShakespeareDataModule:
+    return ShakespeareDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), block_size=32, **kwargs)
+
+
+def prepare(path, tmp_path, **kwargs) -> ShakespeareDataModule:
+    data = data_module(path, tmp_path, **kwargs)
+    data.prepare_data()  # as the prepare command does: no Trainer
+    return data
+
+
+def builds(data: ShakespeareDataModule) -> list[str]:
+    return sorted(p.name for p in data.prepared_path.glob("build-*"))
+
+
+def test_a_directory_becomes_one_token_file_of_its_text_documents_joined_by_the_separator(corpus_dir, tmp_path):
+    data = prepare(corpus_dir, tmp_path, tokenizer="byte")
+    meta = json.loads((data.prepared_path / "meta.json").read_text())
+    assert [Path(d["path"]).relative_to(corpus_dir).as_posix() for d in meta["documents"]] == sorted(POEMS)
+    assert [Path(s["path"]).name for s in meta["skipped"]] == ["cover.png"]
+    joined = "\n\n".join(POEMS[name] for name in sorted(POEMS)).encode("utf-8")
+    tokens = np.fromfile(data.prepared_path / meta["tokens_file"], dtype=np.uint8)
+    assert tokens.tobytes() == joined
+    assert meta["num_tokens"] == len(joined) and meta["train_tokens"] == int(len(joined) * 0.9)
+    assert meta["documents"][0]["sha256"] and meta["documents"][0]["size"] == len(POEMS["a.txt"])
+    assert "3 files, 1 skipped" in data.describe_prepared() and "1.00 characters per token" not in joined.decode()
+
+
+def test_each_tokenizer_round_trips_the_corpus_in_the_smallest_dtype_that_holds_its_vocabulary(corpus_dir, tmp_path):
+    dtypes = {}
+    for tokenizer, extra in (("byte", {}), ("char", {}), ("bpe", {"vocab_size": 300})):
+        data = prepare(corpus_dir, tmp_path, tokenizer=tokenizer, **extra)
+        dtypes[tokenizer] = data.prepared.tokens.dtype
+        text = data.tokenizer.decode(data.prepared.tokens)
+        assert text == data.tokenizer.separator.join(POEMS[name] for name in sorted(POEMS))
+    assert dtypes == {"byte": np.uint8, "char": np.uint8, "bpe": np.uint16}  # 256, 37 and 300 tokens
+    assert prepared_module.token_dtype(65_536) == np.uint16
+
+
+def test_characters_split_across_read_chunks_tokenize_the_same(corpus_dir, tmp_path, monkeypatch):
+    """Files are read in chunks; a chunk may end inside a multi-byte character, or switch ASCII and non-ASCII."""
+    monkeypatch.setattr(prepared_module, "READ_CHUNK_BYTES", 5)
+    data = prepare(corpus_dir, tmp_path, tokenizer="char")
+    joined = "\n\n".join(POEMS[name] for name in sorted(POEMS))
+    assert data.tokenizer.decode(data.prepared.tokens) == joined
+    assert data.vocab_size == len(set(joined)) and data.prepared.meta["characters"] == len(joined) - 4
+
+
+def test_a_glob_selects_the_matching_files(corpus_dir, tmp_path):
+    data = prepare(f"{corpus_dir}/**/*.txt", tmp_path, tokenizer="char")
+    assert [Path(d["path"]).name for d in data.prepared.meta["documents"]] == ["a.txt", "b.txt"]
+    assert data.vocab_size == len(set(POEMS["a.txt"] + POEMS["sub/b.txt"] + "\n"))
+
+
+def test_directory_corpus_trains_through_the_command_line(corpus_dir, tmp_path):
+    cache = ["--data.cache_dir", str(tmp_path / "cache"), "--sampling.prompts", '["Shall"]']
+    main(fit_args(corpus_dir, tmp_path / "run", *cache, max_steps=3))
+    assert (tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((tmp_path / "cache" / "prepared").glob("poems-*/char/meta.json"))) == 1
+
+
+def test_the_same_inputs_reuse_the_copy_and_changes_rebuild_it(corpus_dir, tmp_path):
+    first = prepare(corpus_dir, tmp_path, tokenizer="byte")
+    assert not first.prepared.reused
+    first_build = builds(first)
+    again = prepare(corpus_dir, tmp_path, tokenizer="byte")
+    assert again.prepared.reused and builds(again) == first_build
+
+    os.utime(corpus_dir / "a.txt", ns=(1, 1))  # touched, same content: re-hashed, still reused
+    assert prepare(corpus_dir, tmp_path, tokenizer="byte").prepared.reused
+
+    (corpus_dir / "a.txt").write_text("A new first poem.\n" * 40)
+    changed = prepare(corpus_dir, tmp_path, tokenizer="byte")
+    assert not changed.prepared.reused and builds(changed) != first_build and len(builds(changed)) == 1
+    assert bytes(changed.prepared.tokens[:17]) == b"A new first poem."
+
+    (corpus_dir / "d.txt").write_text("An added poem.\n" * 20)
+    assert not prepare(corpus_dir, tmp_path, tokenizer="byte").prepared.reused
+
+    resplit = prepare(corpus_dir, tmp_path, tokenizer="byte", train_fraction=0.8)
+    assert not resplit.prepared.reused
+    assert resplit.prepared.meta["train_tokens"] == int(resplit.prepared.meta["num_tokens"] * 0.8)
+
+    bpe = prepare(corpus_dir, tmp_path, tokenizer="bpe", vocab_size=300)
+    assert prepare(corpus_dir, tmp_path, tokenizer="bpe", vocab_size=300).prepared.reused
+    assert not prepare(corpus_dir, tmp_path, tokenizer="bpe", vocab_size=320).prepared.reused
+    assert bpe.prepared_path != resplit.prepared_path  # each tokenizer has its own copy by default
+
+
+def test_memory_mapped_windows_equal_in_memory_windows_for_the_same_seed(corpus_dir, tmp_path):
+    data = prepare(corpus_dir, tmp_path, tokenizer="char")
+    data.setup("fit")
+    assert isinstance(data.train_tokens, np.memmap)
+    in_memory = as_long_tensor(data.train_tokens)
+    mapped = iter(RandomWindows(data.train_tokens, block_size=32, batch_size=4, seed=7, rank=1, first_batch=5))
+    loaded = iter(RandomWindows(in_memory, block_size=32, batch_size=4, seed=7, rank=1, first_batch=5))
+    for _ in range(3):
+        (mapped_inputs, mapped_targets), (inputs, targets) = next(mapped), next(loaded)
+        assert mapped_inputs.dtype == torch.long
+        assert torch.equal(mapped_inputs, inputs) and torch.equal(mapped_targets, targets)
+    # A DataLoader worker started by spawn gets the windows pickled: the memory map, not a copy of the tokens.
+    unpickled = pickle.loads(pickle.dumps(RandomWindows(data.train_tokens, 32, 4, seed=7, rank=1, first_batch=5)))
+    assert isinstance(unpickled.tokens, np.memmap) and len(pickle.dumps(unpickled)) < 1000
+    assert torch.equal(next(iter(unpickled))[0], next(iter(RandomWindows(in_memory, 32, 4, 7, 1, 5)))[0])
+    val_mapped = ConsecutiveWindows(data.val_tokens, block_size=32)
+    val_loaded = ConsecutiveWindows(as_long_tensor(data.val_tokens), block_size=32)
+    assert len(val_mapped) == len(val_loaded)
+    for i in range(len(val_mapped)):
+        assert all(torch.equal(a, b) for a, b in zip(val_mapped[i], val_loaded[i], strict=True))
+
+
+def test_an_interrupted_prepare_leaves_no_copy_that_a_later_run_trusts(corpus_dir, tmp_path, monkeypatch):
+    def killed(scan, tokenizer, out, train_fraction):
+        out.write_bytes(b"\x01\x02")  # a partial token file
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(prepared_module, "write_tokens", killed)
+        with pytest.raises(KeyboardInterrupt):
+            prepare(corpus_dir, tmp_path, tokenizer="byte")
+    data = data_module(corpus_dir, tmp_path, tokenizer="byte")
+    assert not (data.prepared_path / "meta.json").exists()
+    data.prepare_data()
+    assert not data.prepared.reused and len(builds(data)) == 1  # the partial build was removed
+    assert data.prepared.meta["num_tokens"] == len(data.prepared.tokens) > 2
+
+
+def test_a_directory_without_text_files_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="directory .*empty has no text files: pass --data.path"):
+        prepare(tmp_path / "empty", tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"\x89PNG\x00\x00")
+    with pytest.raises(DataError, match="has no text files .*pass --data.path"):
+        prepare(tmp_path / "images", tmp_path)
+
+
+def test_a_glob_matching_nothing_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match=r"glob '.*\*\*/\*\.py' matches no files: check the pattern"):
+        data_module(f"{tmp_path}/**/*.py", tmp_path, tokenizer="char")
+
+
+def test_a_non_utf8_file_in_a_directory_is_named_and_can_be_skipped(corpus_dir, tmp_path):
+    (corpus_dir / "sub" / "latin1.txt").write_bytes("café crème".encode("latin-1"))
+    for tokenizer in ("byte", "char"):
+        with pytest.raises(DataError, match=r"latin1.txt is not UTF-8 .*--data.on_bad_file skip"):
+            prepare(corpus_dir, tmp_path, tokenizer=tokenizer)
+    data = prepare(corpus_dir, tmp_path, tokenizer="char", on_bad_file="skip")
+    assert sorted(Path(s["path"]).name for s in data.prepared.meta["skipped"]) == ["cover.png", "latin1.txt"]
+    assert len(data.prepared.meta["documents"]) == 3
+
+
+def test_a_prepared_directory_from_another_tokenizer_is_refused(corpus_dir, tmp_path):
+    shared = tmp_path / "prepared"
+    prepare(corpus_dir, tmp_path, tokenizer="byte", prepared_dir=str(shared))
+    with pytest.raises(DataError, match=r"was prepared with the byte tokenizer, but the config asks for char.*"):
+        prepare(corpus_dir, tmp_path, tokenizer="char", prepared_dir=str(shared))
+    assert prepare(corpus_dir, tmp_path, tokenizer="byte", prepared_dir=str(shared)).prepared.reused
+
+
+def test_a_truncated_or_corrupt_token_file_is_a_clear_error(corpus_dir, tmp_path):
+    data = prepare(corpus_dir, tmp_path, tokenizer="char")
+    tokens_file = data.prepared_path / data.prepared.meta["tokens_file"]
+    original = tokens_file.read_bytes()
+    tokens_file.write_bytes(original[:-10])
+    with pytest.raises(DataError, match=r"is [\d,]+ bytes, but its metadata says .*truncated or corrupt; delete"):
+        prepare(corpus_dir, tmp_path, tokenizer="char")
+    tokens_file.write_bytes(b"\xff" * len(original))
+    with pytest.raises(DataError, match=r"holds token id 255, outside the \d+-token vocabulary.*delete"):
+        prepare(corpus_dir, tmp_path, tokenizer="char")
+
+
+def test_bad_tokenizer_options_are_clear_errors(corpus_dir, tmp_path):
+    with pytest.raises(InvalidConfigError, match="needs --data.vocab_size N"):
+        data_module(corpus_dir, tmp_path, tokenizer="bpe")
+    with pytest.raises(InvalidConfigError, match="between 257 .* and 65,536"):
+        data_module(corpus_dir, tmp_path, tokenizer="bpe", vocab_size=70_000)
+    with pytest.raises(InvalidConfigError, match="--data.vocab_size only applies to --data.tokenizer bpe"):
+        data_module(corpus_dir, tmp_path, tokenizer="char", vocab_size=300)
