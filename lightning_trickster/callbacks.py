@@ -67,7 +67,8 @@ class RunSummary(pl.Callback):
             f"{cfg.num_layers} blocks x {counts['per_block']:,} = attention {counts['attention_per_block']:,} "
             f"+ MLP {counts['mlp_per_block']:,} + norms {counts['norms_per_block']:,}, final norm "
             f"{counts['final_norm']:,})",
-            f"data: {data.corpus_path} ({data.tokenizer.name} tokenizer), train {len(data.train_tokens):,} / "
+            f"data: {data.corpus_path} ({data.tokenizer.name} tokenizer, "
+            f"{data.prepared.characters_per_token:.2f} characters per token), train {len(data.train_tokens):,} / "
             f"val {len(data.val_tokens):,} tokens",
             batch_line,
             f"steps: {trainer.max_steps:,}, "

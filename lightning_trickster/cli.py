@@ -29,7 +29,7 @@ from lightning_tt.errors import TTError
 from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSummary, SampleText
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.commands import COMMANDS, Preset
-from lightning_trickster.data import ShakespeareDataModule
+from lightning_trickster.data import ShakespeareDataModule, data_args_from_tokenizer_state
 from lightning_trickster.errors import HardwareError, StoppedBySignal, TricksterError, raise_stopped_by_signal
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.progress import RunReport, StepProgressBar
@@ -257,12 +257,8 @@ class TricksterCLI(LightningCLI):
         self._checkpoint_step = checkpoint.get("global_step", 0)
         model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         model.pop("vocab_size", None)  # linked from the data module's tokenizer, restored below
-        data = {}
         tokenizer = checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
-        if tokenizer:
-            data["tokenizer"] = tokenizer["name"]
-            if "vocab" in tokenizer:
-                data["vocab"] = tokenizer["vocab"]
+        data = data_args_from_tokenizer_state(tokenizer) if tokenizer else {}
         from_checkpoint = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
         # The same command line again, without its config files: what was typed there wins over the checkpoint.
         # (Links need their sources, which a parse without defaults lacks: jsonargparse skips them the same way when

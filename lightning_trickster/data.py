@@ -243,19 +243,28 @@ class ShakespeareDataModule(pl.LightningDataModule):
         self.train_tokens: Tokens | None = None
         self.val_tokens: Tokens | None = None
         self._request = self._tokenizer_request()
-        # The vocabulary size is needed now: the CLI links it into the model before setup() runs.
-        self.tokenizer: Tokenizer | None = self._request.given
-        if self.tokenizer is None:
-            # char: the characters of the corpus (from its prepared copy if there is a current one); a BPE still to
-            # be trained has the requested size and is trained in prepare_data.
-            prepared = find_prepared(*self._prepare_arguments()) if tokenizer == "char" else None
+        self._tokenizer: Tokenizer | None = self._request.given
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        """The tokenizer. A char vocabulary not given is the corpus's characters (from its prepared copy if there is
+        a current one), read on first use rather than in __init__: a data module that only completes prompts with a
+        given vocabulary touches no corpus. A BPE still to be trained is None until prepare_data trains it."""
+        if self._tokenizer is None and self.hparams.tokenizer == "char":
+            prepared = find_prepared(*self._prepare_arguments())
             if prepared is not None:
-                self.tokenizer = prepared.tokenizer
-            elif tokenizer == "char":
+                self._tokenizer = prepared.tokenizer
+            else:
                 self._scan = scan_corpus(
-                    str(self.corpus_path), require_utf8=True, on_bad_file=on_bad_file, collect_characters=True
-                )
-                self.tokenizer = CharTokenizer(self._scan.char_vocab(CharTokenizer.separator))
+                    str(self.corpus_path), require_utf8=True, on_bad_file=self.hparams.on_bad_file,
+                    collect_characters=True,
+                )  # fmt: skip
+                self._tokenizer = CharTokenizer(self._scan.char_vocab(CharTokenizer.separator))
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
 
     def _tokenizer_request(self) -> TokenizerRequest:
         """The tokenizer the arguments ask for, checked for consistency; built here when given in full."""
@@ -348,7 +357,7 @@ class ShakespeareDataModule(pl.LightningDataModule):
             )
             self._scan = None  # the prepared copy replaces it
             prepared_tokenizer = self.prepared.tokenizer
-            if self.tokenizer is not None and prepared_tokenizer.state_dict() != self.tokenizer.state_dict():
+            if self._tokenizer is not None and prepared_tokenizer.state_dict() != self._tokenizer.state_dict():
                 raise DataError(
                     f"the corpus {spec} changed while this run started ({self.tokenizer.name} vocabulary "
                     f"{self.tokenizer.vocab_size:,} then {prepared_tokenizer.vocab_size:,}): start the run again"

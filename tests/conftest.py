@@ -50,6 +50,7 @@ def fit_args(corpus: Path, root: Path, *extra: str, max_steps: int = 6) -> list[
         "--config", "cpu.yaml",
         "--data.path", str(corpus),
         "--trainer.default_root_dir", str(root),
+        "--data.cache_dir", str(root / "data"),  # prepared copies of the corpus stay in the test's folder
         "--trainer.max_steps", str(max_steps),
         "--trainer.val_check_interval", "3",
         "--trainer.log_every_n_steps", "1",

@@ -9,7 +9,7 @@ import yaml
 from lightning_trickster.cli import bundled_configs, main
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
 
-PRESETS = ["cpu", "nano", "mini", "midi", "mega", "nanogpt"]
+PRESETS = ["cpu", "nano", "mini", "midi", "mega", "nanogpt", "stdlib"]
 TINY_SHAKESPEARE_CHARS = 65
 
 
@@ -23,7 +23,8 @@ def test_preset_header_states_the_exact_parameter_count(name):
     preset = yaml.safe_load(path.read_text())
     stated = int(re.search(r"([\d,]+) parameters", path.read_text()).group(1).replace(",", ""))
     shape = {k: v for k, v in preset["model"].items() if k in NanoTricksterConfig.__dataclass_fields__}
-    vocab = 256 if preset["data"]["tokenizer"] == "byte" else TINY_SHAKESPEARE_CHARS
+    data = preset["data"]
+    vocab = {"byte": 256, "char": TINY_SHAKESPEARE_CHARS}.get(data["tokenizer"]) or data.get("vocab_size")
     with torch.device("meta"):
         model = NanoTrickster(NanoTricksterConfig(vocab_size=vocab, **shape))
     assert model.parameter_breakdown()["total"] == stated

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lightning_trickster.commands.bench import bench, bench_generation
+from lightning_trickster.commands.bench_data import bench_data
 from lightning_trickster.commands.complete import complete
 from lightning_trickster.commands.export import export
 from lightning_trickster.commands.info import info
 from lightning_trickster.commands.plot import plot
+from lightning_trickster.commands.prepare import prepare
 from lightning_trickster.commands.preset import Preset
 from lightning_trickster.commands.stages import stages
 from lightning_trickster.commands.sweep import sweep
@@ -43,9 +45,11 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
+    "prepare": Command(prepare),
     "info": Command(info),
     "bench": Command(bench, options_group="bench"),
     "bench-generation": Command(bench_generation),
+    "bench-data": Command(bench_data),
     "sweep": Command(sweep),
     "stages": Command(stages),
     "complete": Command(complete),

@@ -13,9 +13,10 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from lightning_trickster.commands.preset import Preset
 
 SHARED_TINY_SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -97,19 +98,17 @@ def _fit_setup(path: str, tokenizer: str, cache_dir: str, vocab_size: int | None
 
 
 def _training_throughput(
-    path: str, small_path: str, cache_dir: str, config: str, steps: int, warmup: int, rounds: int
-) -> dict[str, Any]:
-    """Training tokens/s of the config's model reading windows from the large corpus' memory map, and from an
-    in-memory int64 tensor of the small corpus (the pre-preparation path), interleaved in one process."""
+    path: str, small_path: str, cache_dir: str, model_args: dict[str, Any], data_args: dict[str, Any], seed: int,
+    steps: int, warmup: int, rounds: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Training tokens/s of the configuration's model (model_args, data_args: its settings as fit read them)
+    reading windows from the large corpus' memory map, and from an in-memory int64 tensor of the small corpus (the
+    pre-preparation path), interleaved in one process."""
     import lightning.pytorch as pl
     import torch
-    import yaml
 
     from lightning_trickster.data import ShakespeareDataModule, as_long_tensor
     from lightning_trickster.module import NanoTricksterModule
-
-    preset = yaml.safe_load(resources.files("lightning_trickster.configs").joinpath(config).read_text())
-    model_args, data_args = preset.get("model", {}), preset.get("data", {})
 
     class InMemory(ShakespeareDataModule):
         """The pre-preparation path: every token held as int64 in a tensor (for the small corpus: 8 bytes a token
@@ -128,7 +127,7 @@ def _training_throughput(
             self.seconds = time.perf_counter() - self.start
 
     def tokens_per_second(datamodule_class: type, corpus: str) -> float:
-        pl.seed_everything(preset.get("seed_everything", 0), verbose=False)
+        pl.seed_everything(seed, verbose=False)
         data = datamodule_class(
             path=corpus,
             tokenizer=data_args.get("tokenizer", "byte"),
@@ -219,13 +218,13 @@ def _measure(name: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def bench_data(
+    preset: Preset,
     corpus: str | None = None,
     size_mb: float = 1000.0,
     baseline_mb: float = 50.0,
     tokenizers: list[str] | None = None,
     bpe_vocab_size: int = 4096,
     work_dir: str = "data/bench_data",
-    config: str = "cpu.yaml",
     train_steps: int = 50,
     train_warmup: int = 10,
     train_rounds: int = 4,
@@ -234,13 +233,14 @@ def bench_data(
     prepared copy, and training throughput from the memory map against an in-memory tensor.
 
     Args:
+        preset: the configuration (read as fit reads it) whose model and data settings the training throughput uses;
+            e.g. --config cpu.yaml.
         corpus: a UTF-8 text file repeated to size_mb to make the large corpus; tiny Shakespeare by default.
         size_mb: size of the large corpus in megabytes (1000 = the issue's 1 GB target).
         baseline_mb: size of the corpus per-run tokenization is timed on (it holds the whole corpus as int64).
         tokenizers: which tokenizers to prepare with; default byte, char and bpe.
         bpe_vocab_size: vocabulary size of the BPE trained on the large corpus.
         work_dir: where the generated corpora and their prepared copies are kept (several GB for 1000 MB).
-        config: the preset whose model and data settings the training throughput uses.
         train_steps: optimizer steps per training-throughput run.
         train_warmup: leading steps left out of the timing.
         train_rounds: memmap and in-memory runs each, interleaved in ABBA order; medians are reported.
@@ -288,7 +288,9 @@ def bench_data(
         path=str(large),
         small_path=str(small),
         cache_dir=cache,
-        config=config,
+        model_args={k: v for k, v in preset.config.model.as_dict().items() if k != "vocab_size"},
+        data_args=preset.config.data.as_dict(),
+        seed=preset.config.seed_everything if isinstance(preset.config.seed_everything, int) else 0,
         steps=train_steps,
         warmup=train_warmup,
         rounds=train_rounds,
@@ -301,7 +303,7 @@ def bench_data(
         "small_corpus_mb": round(small.stat().st_size / 1e6, 2),
         "tokenizers": rows,
         "training": {
-            "config": config,
+            "config": [str(path) for path in preset.config.get("config") or []],
             "memmap_tokens_per_sec": round(memmap_tps, 1),
             "in_memory_tokens_per_sec": round(in_memory_tps, 1),
             "memmap_vs_in_memory": round(memmap_tps / in_memory_tps, 4),
