@@ -204,7 +204,7 @@ MEASUREMENTS = {
 def _measure(name: str, **kwargs: Any) -> dict[str, Any]:
     """Run one measurement in a fresh process; adds its peak RSS (including Python, torch and Lightning)."""
     code = (
-        "import json, sys; from lightning_trickster.commands import bench_data as b; "
+        "import importlib, json, sys; b = importlib.import_module('lightning_trickster.commands.bench_data'); "
         "r = b.MEASUREMENTS[sys.argv[1]](**json.loads(sys.argv[2])); r['peak_rss_mb'] = b._peak_rss_mb(); "
         "print('\\nRESULT ' + json.dumps(r))"
     )

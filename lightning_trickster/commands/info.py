@@ -151,7 +151,7 @@ def info(preset: Preset, measure: int = 0) -> None:
     with torch.device("meta"):
         module, data = preset.instantiate()
     model = module.model
-    vocab_note = f"{data.tokenizer.name} tokenizer"
+    vocab_note = f"{data.hparams.tokenizer} tokenizer"  # a BPE still to be trained has its size, not yet its merges
     layout, checkpointing, notes = run_layout(trainer_settings(preset), data.hparams.batch_size)
     print(describe(model, layout, checkpointing, vocab_note, notes), flush=True)
     if measure:
