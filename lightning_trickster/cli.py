@@ -8,6 +8,7 @@ command (lightning_trickster.commands) is a subcommand of the same parser, its o
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Any, NoReturn
 import lightning_tt.register  # noqa: F401  registers accelerator "tt" and strategies "tt", "tt_ddp" by name
 from jsonargparse import ActionConfigFile, set_parsing_settings
 from jsonargparse._link_arguments import skip_apply_links
+from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -148,6 +150,9 @@ class TricksterCLI(LightningCLI):
     def __init__(self, args: list[str] | None, quiet: bool = False, verbose: bool = False) -> None:
         """args None: read sys.argv. quiet: no progress bar; verbose: Lightning's model summary too."""
         self.quiet, self.verbose = quiet, verbose
+        self._requested = next(
+            (arg for arg in (sys.argv[1:] if args is None else args) if not arg.startswith("-")), None
+        )
         super().__init__(
             NanoTricksterModule,
             ShakespeareDataModule,
@@ -211,17 +216,34 @@ class TricksterCLI(LightningCLI):
         return parser
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
-        super()._add_subcommands(parser, **kwargs)  # fit, validate, test, predict
+        """Lightning's fit, validate, test and predict, then the project's commands. Only the command being run gets
+        its full parser (each takes Lightning's signatures, a few hundred milliseconds); the others need just a name
+        and a description for --help. An unknown command gets them all, for jsonargparse's error."""
+        self._subcommand_parsers: dict[str, LightningArgumentParser] = {}
         self._command_options: dict[str, list[str]] = {}
-        for name, command in COMMANDS.items():
-            subparser = self._training_options_parser() if command.reads_preset else self.init_parser()
-            subparser.description = command.description
-            self._command_options[name] = subparser.add_function_arguments(
-                command.function, nested_key=command.options_group, skip={"preset"}, as_positional=command.positional
-            )
+        actions = parser.add_subcommands()
+        names = [*self.subcommands(), *COMMANDS]
+        build_all = self._requested is not None and self._requested not in names
+        for name in names:
+            command = COMMANDS.get(name)
+            description = command.description if command else inspect.getdoc(getattr(Trainer, name)).split("\n")[0]
+            if not build_all and name != self._requested:
+                subparser = self.parser_class(description=description)
+            elif command is None:
+                subparser = self._prepare_subcommand_parser(
+                    Trainer, name, description=description, **kwargs.get(name, {})
+                )
+            else:
+                subparser = self._training_options_parser() if command.reads_preset else self.init_parser()
+                subparser.description = description
+                self._command_options[name] = subparser.add_function_arguments(
+                    command.function,
+                    nested_key=command.options_group,
+                    skip={"preset"},
+                    as_positional=command.positional,
+                )
             self._subcommand_parsers[name] = subparser
-            summary = " ".join(command.description.split("\n\n")[0].split())
-            parser._subcommands_action.add_subcommand(name, subparser, help=summary)
+            actions.add_subcommand(name, subparser, help=" ".join(description.split("\n\n")[0].split()))
 
     # ------------------------------------------------------------------------------------------------ parsing
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:

@@ -54,7 +54,7 @@ def test_a_long_generation_in_predict_stops_at_once(checkpoint, signum, status):
 
 
 def test_stages_stops_on_sigterm(checkpoint):
-    args = ["stages", "--ckpt_dir", str(checkpoint.parent), "--sampling.max_new_tokens", "1000000"]
+    args = ["stages", "--ckpt_dir", str(checkpoint.parent), "--prompt", "Line", "--sampling.max_new_tokens", "1000000"]
     code, last_line, _ = signal_after(args, signal.SIGTERM, ready="=== prompt")
     assert code == 143 and last_line.startswith("error: stopped by SIGTERM")
 
