@@ -92,7 +92,7 @@ def test_validation_scores_every_val_token_exactly_once(small_corpus, tmp_path):
 
 def test_missing_data_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not found: pass --data.path"):
-        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char")
+        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char").vocab_size  # noqa: B018
     with pytest.raises(DataError, match="not found: pass --data.path"):
         ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="byte", cache_dir=str(tmp_path)).prepare_data()
 
@@ -109,7 +109,7 @@ def test_char_tokenizer_on_non_utf8_file_is_a_clear_error(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("café crème".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8 text.*--data.tokenizer byte"):
-        ShakespeareDataModule(path=str(path), tokenizer="char")
+        ShakespeareDataModule(path=str(path), tokenizer="char").vocab_size  # noqa: B018  (the CLI reads it first)
 
 
 def test_download_is_verified_and_then_reused(tmp_path, monkeypatch, shakespeare_path):
@@ -147,3 +147,11 @@ def test_offline_without_a_local_copy_says_where_to_put_the_file(tmp_path, monke
     monkeypatch.setattr(data_module.time, "sleep", lambda seconds: None)
     with pytest.raises(DataError, match=f"save that file as {tmp_path / 'input.txt'} or pass --data.path"):
         ShakespeareDataModule(cache_dir=str(tmp_path)).prepare_data()
+
+
+def test_a_char_data_module_reads_its_corpus_only_when_its_vocabulary_is_needed(tmp_path):
+    data = ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char", prompts=["ROMEO:"])  # no I/O
+    with pytest.raises(DataError, match="not found"):
+        data.vocab_size  # noqa: B018
+    given = ShakespeareDataModule(tokenizer="char", vocab="EMOR:", prompts=["ROMEO:"], cache_dir=str(tmp_path))
+    assert given.vocab_size == 5 and not list(tmp_path.iterdir())  # a given vocabulary: nothing downloaded

@@ -18,4 +18,4 @@ def test_the_readme_python_example_trains_predicts_and_reloads(tmp_path):
     lines = result.stdout.splitlines()
     assert any(line.startswith("ROMEO:") for line in lines) and any(line.startswith("JULIET:") for line in lines)
     assert (tmp_path / "small.ckpt").is_file()
-    assert not (tmp_path / "data").exists()  # nothing was downloaded
+    assert not (tmp_path / "data" / "shakespeare" / "input.txt").exists()  # nothing was downloaded
