@@ -59,7 +59,8 @@ class StepProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counted in optimizer steps out of trainer.max_steps (right after a resume too), with the
     metrics on a status line below the bar instead of squeezed into it, and no v_num."""
 
-    BAR_FORMAT = "step {n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]"
+    STEP_FORMAT = "step {n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]"
+    """The training bar's; the sanity-check, validation and predict bars keep Lightning's BAR_FORMAT."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,7 +72,7 @@ class StepProgressBar(TQDMProgressBar):
         return Tqdm(
             total=trainer.max_steps if trainer.max_steps > 0 else None, initial=trainer.global_step,
             position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
-            file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT,
+            file=sys.stdout, smoothing=0, bar_format=self.STEP_FORMAT,
         )  # fmt: skip
 
     def init_validation_tqdm(self) -> Tqdm:
@@ -80,7 +81,7 @@ class StepProgressBar(TQDMProgressBar):
             desc=self.validation_description,
             position=2 * self.process_position + (2 if fitting else 0),  # below the training bar and its status
             disable=self.is_disabled, leave=not fitting, dynamic_ncols=True, file=sys.stdout,
-            bar_format=TQDMProgressBar.BAR_FORMAT,
+            bar_format=self.BAR_FORMAT,
         )  # fmt: skip
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
