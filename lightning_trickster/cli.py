@@ -383,6 +383,9 @@ def main(args: list[str] | None = None) -> None:
             for message in UNACTIONABLE_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
             TricksterCLI(args, quiet="quiet" in given, verbose="verbose" in given)
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141) from None
     except (TricksterError, TTError, StoppedBySignal) as err:
         if debug:
             raise

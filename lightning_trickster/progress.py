@@ -136,7 +136,10 @@ class RunReport(pl.Callback):
         self._last_reported = -1
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._started, self._first_step = time.perf_counter(), trainer.global_step
+        self._started = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first_step = trainer.global_step  # a resumed run's step is restored by now, not yet at on_fit_start
 
     def _say(self, trainer: pl.Trainer, line: str) -> None:
         bar = trainer.progress_bar_callback
@@ -178,7 +181,7 @@ class RunReport(pl.Callback):
         tokens_per_sec = tokens / seconds if seconds > 0 else math.nan
         # print, not logging: -q silences Lightning's info messages, and this line is what a quiet run leaves.
         print(
-            f"fit done: {trainer.global_step}/{trainer.max_steps} steps, {best_text}, {duration(seconds)}, "
-            f"{short_number(tokens_per_sec)} tokens/s",
+            f"fit done: {trainer.global_step}/{trainer.max_steps} steps, {best_text}, {duration(seconds)} for "
+            f"{tokens:,} tokens ({short_number(tokens_per_sec)} tokens/s)",
             flush=True,
         )

@@ -56,8 +56,11 @@ def test_each_validation_leaves_a_line_and_the_fit_a_summary(terminal_run):
     validations = [line for line in screen_lines(output) if re.match(r"step \d+: val loss \d\.\d{4} \(best", line)]
     assert [line.split(":")[0] for line in validations] == ["step 3", "step 6"]
     summary = output.strip().splitlines()[-1]
-    assert re.match(r"fit done: 6/6 steps, best val loss \d\.\d{4} .*best-step=\d\.ckpt, \d+:\d\d, [\d.k]+ tokens/s$",
-                    summary)  # fmt: skip
+    expected = (
+        r"fit done: 6/6 steps, best val loss \d\.\d{4} .*best-step=\d\.ckpt, \d+:\d\d for 768 tokens "
+        r"\([\d.k]+ tokens/s\)$"
+    )
+    assert re.match(expected, summary)
 
 
 def test_a_resumed_fit_counts_on_from_its_step(terminal_run, tmp_path):
@@ -105,3 +108,11 @@ def test_the_console_script_is_the_same_front_door():
     assert script is not None, "pip install -e . installs the trickster console script"
     result = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("usage: trickster ") and "tt-check" in result.stdout
+
+
+def test_the_summary_of_a_resumed_fit_counts_only_the_steps_it_trained(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    capsys.readouterr()
+    main([*fit_args(small_corpus, tmp_path, "--ckpt_path", "last", max_steps=6), "-q"])
+    summary = capsys.readouterr().out.strip()
+    assert summary.startswith("fit done: 6/6 steps") and " for 384 tokens (" in summary  # 3 steps x 128 tokens
