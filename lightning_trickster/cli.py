@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -39,6 +38,7 @@ from lightning_trickster.reliability import (
     CheckpointDirectoryCheck,
     CheckpointOnSignal,
     NonFiniteGuard,
+    require_writable,
     use_atomic_checkpoint_io,
 )
 from lightning_trickster.runs import evaluation_dir, newest_last_checkpoint
@@ -120,19 +120,6 @@ def default_logger(root: Path, resumed_run: Path | None, resumed_step: int = 0) 
     if resumed_run is not None:
         init_args.update(name=resumed_run.parent.name, version=resumed_run.name, purge_step=resumed_step)
     return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init_args}
-
-
-def check_writable(directory: Path) -> None:
-    """Fail before any work if the run's output directory cannot be created or written."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as err:
-        raise TricksterError(
-            f"output directory {directory} is not writable ({err.strerror or err}): pass --trainer.default_root_dir "
-            "a directory you can write to"
-        ) from None
 
 
 def check_accelerator(name: Any) -> None:
@@ -319,7 +306,10 @@ class TricksterCLI(LightningCLI):
             config.trainer.enable_progress_bar = False
         if self.verbose:
             config.trainer.enable_model_summary = True
-        check_writable(Path(config.trainer.default_root_dir))
+        require_writable(
+            Path(config.trainer.default_root_dir), "output directory",
+            "pass --trainer.default_root_dir a directory you can write to",
+        )  # fmt: skip
         check_accelerator(config.trainer.accelerator)
 
     def instantiate_classes(self) -> None:

@@ -91,18 +91,24 @@ class CheckpointDirectoryCheck(Callback):
         if not isinstance(callback, ModelCheckpoint) or not callback.dirpath or not trainer.is_global_zero:
             return
         directory = Path(callback.dirpath)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=directory):
-                pass
-        except OSError as err:
-            raise TricksterError(
-                f"checkpoint directory {directory} is not writable ({err.strerror or err}): make it writable or "
-                "pass --trainer.default_root_dir a directory you can write to; nothing was trained"
-            ) from None
+        require_writable(
+            directory, "checkpoint directory",
+            "make it writable or pass --trainer.default_root_dir a directory you can write to; nothing was trained",
+        )  # fmt: skip
         for orphan in directory.glob(f".*.ckpt.*{TEMPORARY_SUFFIX}"):
             orphan.unlink(missing_ok=True)
             rank_zero_info(f"removed {orphan}, left by a checkpoint save that was cut short")
+
+
+def require_writable(directory: Path, what: str, fix: str) -> None:
+    """Create the directory if needed and write a file there, or raise one line: `<what> <directory> is not
+    writable (<reason>): <fix>`."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise TricksterError(f"{what} {directory} is not writable ({err.strerror or err}): {fix}") from None
 
 
 def current_umask() -> int:

@@ -118,12 +118,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def lightning_seconds(module, datamodule, trainer_settings: dict[str, Any], steps: int, warmup: int) -> float:
+def timed_fit(module, datamodule, steps: int, warmup: int, **trainer_settings: Any) -> float:
+    """Seconds of the steps after `warmup` of a fit that only trains (no validation, logger, checkpoints, progress
+    bar or summary): what the benchmarks time."""
     timer = StepTimer(warmup)
     trainer = pl.Trainer(
         **trainer_settings,
         max_steps=warmup + steps,
-        devices=1,
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
@@ -133,6 +134,10 @@ def lightning_seconds(module, datamodule, trainer_settings: dict[str, Any], step
     )
     trainer.fit(module, datamodule)
     return timer.end - timer.start
+
+
+def lightning_seconds(module, datamodule, trainer_settings: dict[str, Any], steps: int, warmup: int) -> float:
+    return timed_fit(module, datamodule, steps, warmup, devices=1, **trainer_settings)
 
 
 def raw_seconds(module, datamodule, trainer_settings: dict[str, Any], steps: int, warmup: int) -> float:

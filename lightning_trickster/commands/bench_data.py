@@ -107,6 +107,7 @@ def _training_throughput(
     import lightning.pytorch as pl
     import torch
 
+    from lightning_trickster.commands.bench import timed_fit
     from lightning_trickster.data import ShakespeareDataModule, as_long_tensor
     from lightning_trickster.module import NanoTricksterModule
 
@@ -117,14 +118,6 @@ def _training_throughput(
         def setup(self, stage: str) -> None:
             super().setup(stage)
             self.train_tokens = as_long_tensor(self.train_tokens)
-
-    class StepTimer(pl.Callback):
-        def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-            if trainer.global_step == warmup:
-                self.start = time.perf_counter()
-
-        def on_train_end(self, trainer: pl.Trainer, *args: Any) -> None:
-            self.seconds = time.perf_counter() - self.start
 
     def tokens_per_second(datamodule_class: type, corpus: str) -> float:
         pl.seed_everything(seed, verbose=False)
@@ -137,19 +130,8 @@ def _training_throughput(
         )
         # A short run: warm-up shortened so it fits (the learning rate schedule does not change the step time).
         module = NanoTricksterModule(vocab_size=data.vocab_size, **{**model_args, "warmup_steps": 1})
-        timer = StepTimer()
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            max_steps=steps,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-        )
-        trainer.fit(module, data)
-        return (steps - warmup) * data.hparams.batch_size * model_args["max_seq_len"] / timer.seconds
+        seconds = timed_fit(module, data, steps - warmup, warmup, accelerator="cpu")
+        return (steps - warmup) * data.hparams.batch_size * model_args["max_seq_len"] / seconds
 
     results: dict[str, list[float]] = {"memmap": [], "in_memory": []}
     runs = {"memmap": (ShakespeareDataModule, path), "in_memory": (InMemory, small_path)}
