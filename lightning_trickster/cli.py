@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import warnings
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,6 +26,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 from lightning_tt.errors import TTError
 
 from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSummary, SampleText
@@ -32,6 +34,7 @@ from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.commands import COMMANDS, Preset
 from lightning_trickster.data import ShakespeareDataModule, data_args_from_tokenizer_state
 from lightning_trickster.errors import HardwareError, StoppedBySignal, TricksterError, raise_stopped_by_signal
+from lightning_trickster.model import NanoTricksterConfig
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.progress import RunReport, StepProgressBar
 from lightning_trickster.reliability import (
@@ -268,19 +271,49 @@ class TricksterCLI(LightningCLI):
         model.pop("vocab_size", None)  # linked from the data module's tokenizer, restored below
         tokenizer = checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
         data = data_args_from_tokenizer_state(tokenizer) if tokenizer else {}
+        typed = self._values_given(read_config_files=False)  # what was typed: it wins over the checkpoint
+        typed[subcommand].pop("ckpt_path", None)  # "last" was resolved to a file above
+        self._check_config_files_against(ckpt_path, model, data, subcommand, typed[subcommand])
         from_checkpoint = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
-        # The same command line again, without its config files: what was typed there wins over the checkpoint.
-        # (Links need their sources, which a parse without defaults lacks: jsonargparse skips them the same way when
-        # it reads a config file.)
-        token = _read_config_files.set(False)
+        self.config = self.parser.parse_object(typed, from_checkpoint)
+
+    def _values_given(self, read_config_files: bool) -> dict[str, Any]:
+        """The values this command line sets, with or without its config files, and no defaults. (Links need their
+        sources, which a parse without defaults lacks: jsonargparse skips them the same way when it reads a config
+        file.)"""
+        token = _read_config_files.set(read_config_files)
         try:
             with skip_apply_links():
-                typed = self.parser.parse_args(self._command_line, defaults=False)
+                return self.parser.parse_args(self._command_line, defaults=False).as_dict()
         finally:
             _read_config_files.reset(token)
-        typed = typed.as_dict()
-        typed[subcommand].pop("ckpt_path", None)  # "last" was resolved to a file above
-        self.config = self.parser.parse_object(typed, from_checkpoint)
+
+    def _check_config_files_against(
+        self, checkpoint_path: str, model: dict[str, Any], data: dict[str, Any], subcommand: str,
+        typed: dict[str, Any],
+    ) -> None:  # fmt: skip
+        """A config file that sets another model shape or tokenizer than the checkpoint's (e.g. nano.yaml with a
+        cpu.yaml checkpoint): fit stops, naming the fields; an evaluation uses the checkpoint's and says so."""
+        from_files = self._values_given(read_config_files=True)[subcommand]
+        differences = [
+            f"{group}.{name} {from_files[group][name]} in the config, {saved[name]} in the checkpoint"
+            for group, saved, names in (
+                ("model", model, [f.name for f in fields(NanoTricksterConfig) if f.name != "vocab_size"]),
+                ("data", data, ["tokenizer"]),
+            )
+            for name in names
+            if name in saved and name in from_files.get(group, {}) and name not in typed.get(group, {})
+            and from_files[group][name] != saved[name]
+        ]  # fmt: skip
+        if not differences:
+            return
+        if subcommand == "fit":
+            raise TricksterError(
+                f"--ckpt_path {checkpoint_path} was trained with another model or tokenizer than the config file "
+                f"sets ({'; '.join(differences[:3])}): resume with the config the run was trained with (its "
+                "config.yaml is in the run's folder), or type the values on the command line to override"
+            )
+        rank_zero_info(f"using the checkpoint's settings, not the config file's: {'; '.join(differences[:3])}")
 
     def _set_seed(self) -> None:
         if not self.project_command:  # project commands seed what they draw themselves

@@ -198,3 +198,25 @@ def test_train_tokens_keep_counting_across_a_resume_with_another_batch_size(smal
     tokens = [value for _, value in scalars(run_dir(tmp_path))["train/tokens"]]
     assert tokens == [128, 256, 384, 640, 896, 1152]
     assert torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)["tokens_trained"] == 1152
+
+
+def test_resuming_under_a_config_file_with_another_shape_stops_naming_the_fields(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path / "run", max_steps=3))
+    checkpoint = run_dir(tmp_path / "run") / "checkpoints" / "last.ckpt"
+    args = ["fit", "--config", "nano.yaml", "--ckpt_path", str(checkpoint), "--data.path", str(small_corpus),
+            "--trainer.default_root_dir", str(tmp_path / "other")]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: --ckpt_path {checkpoint} was trained with another model")
+    assert "model.hidden_dim 256 in the config, 32 in the checkpoint" in err
+    assert "model.num_layers 6 in the config, 2 in the checkpoint" in err  # the first three differences are named
+
+
+def test_an_evaluation_under_another_config_file_uses_the_checkpoint_and_says_so(small_corpus, tmp_path, caplog):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    with caplog.at_level(logging.INFO):
+        main(predict_args(tmp_path, "--data.prompts", '["Line"]'))  # cpu.yaml's hidden_dim 96, the checkpoint's 32
+    assert any(m.startswith("using the checkpoint's settings, not the config file's: model.hidden_dim 96 in the")
+               for m in caplog.messages)  # fmt: skip
