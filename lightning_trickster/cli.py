@@ -33,7 +33,13 @@ from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSu
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.commands import COMMANDS, Preset
 from lightning_trickster.data import ShakespeareDataModule, data_args_from_tokenizer_state
-from lightning_trickster.errors import HardwareError, StoppedBySignal, TricksterError, raise_stopped_by_signal
+from lightning_trickster.errors import (
+    HardwareError,
+    InvalidConfigError,
+    StoppedBySignal,
+    TricksterError,
+    raise_stopped_by_signal,
+)
 from lightning_trickster.model import NanoTricksterConfig
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.progress import RunReport, StepProgressBar
@@ -134,6 +140,32 @@ def check_accelerator(name: Any) -> None:
     registered = [candidate for candidate in candidates if candidate in AcceleratorRegistry]
     if registered and not any(AcceleratorRegistry.get(candidate).is_available() for candidate in registered):
         raise HardwareError(f"accelerator {name!r} is not available on this machine: use --trainer.accelerator cpu")
+
+
+TRAINER_RULES = {
+    "accumulate_grad_batches": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+    "gradient_clip_val": (lambda v: v is None or v >= 0, "a number >= 0 (0 or null: no clipping)"),
+    "max_steps": (lambda v: v == -1 or v >= 1, "a whole number >= 1"),
+    "log_every_n_steps": (lambda v: v is None or v >= 1, "a whole number >= 1"),
+    "val_check_interval": (lambda v: v is None or v > 0, "a number > 0 (batches, or a fraction of an epoch)"),
+    "num_nodes": (lambda v: v >= 1, "a whole number >= 1"),
+    "devices": (
+        lambda v: v in ("auto", -1, "-1") or (isinstance(v, list) and v != []) or int(str(v)) >= 1,
+        "a number of devices >= 1, a list of device ids, or auto",
+    ),
+}
+"""Trainer options whose impossible values Lightning would only reject with a traceback (or not at all)."""
+
+
+def check_trainer_options(trainer: Any) -> None:
+    for name, (valid, requirement) in TRAINER_RULES.items():
+        value = trainer.get(name)
+        try:
+            ok = valid(value)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InvalidConfigError(f"--trainer.{name} {value!r} is not possible: use {requirement}")
 
 
 class TricksterCLI(LightningCLI):
@@ -316,8 +348,12 @@ class TricksterCLI(LightningCLI):
         rank_zero_info(f"using the checkpoint's settings, not the config file's: {'; '.join(differences[:3])}")
 
     def _set_seed(self) -> None:
-        if not self.project_command:  # project commands seed what they draw themselves
+        if self.project_command:  # project commands seed what they draw themselves
+            return
+        try:
             super()._set_seed()
+        except ValueError as err:  # numpy's bounds
+            raise InvalidConfigError(f"--seed_everything: {err}: pick a seed in that range") from None
 
     # ------------------------------------------------------------------------------------------------ running
     def before_instantiate_classes(self) -> None:
@@ -343,6 +379,7 @@ class TricksterCLI(LightningCLI):
             Path(config.trainer.default_root_dir), "output directory",
             "pass --trainer.default_root_dir a directory you can write to",
         )  # fmt: skip
+        check_trainer_options(config.trainer)
         check_accelerator(config.trainer.accelerator)
 
     def instantiate_classes(self) -> None:

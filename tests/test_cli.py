@@ -220,3 +220,24 @@ def test_an_evaluation_under_another_config_file_uses_the_checkpoint_and_says_so
         main(predict_args(tmp_path, "--data.prompts", '["Line"]'))  # cpu.yaml's hidden_dim 96, the checkpoint's 32
     assert any(m.startswith("using the checkpoint's settings, not the config file's: model.hidden_dim 96 in the")
                for m in caplog.messages)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--trainer.accumulate_grad_batches", "0"], "--trainer.accumulate_grad_batches 0 is not possible"),
+        (["--trainer.gradient_clip_val", "-1"], "--trainer.gradient_clip_val -1.0 is not possible"),
+        (["--trainer.devices", "0"], "--trainer.devices '0' is not possible"),
+        (["--trainer.val_check_interval", "0"], "--trainer.val_check_interval 0 is not possible"),
+        (["--seed_everything", "99999999999999"], "--seed_everything: 99999999999999 is not in bounds"),
+        (["--trainer.accelerator", "gpu"], "accelerator 'gpu' is not available on this machine"),
+    ],
+)
+def test_impossible_trainer_values_are_one_line_errors(option, message, small_corpus, tmp_path, capsys):
+    if "gpu" in option and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(small_corpus, tmp_path, *option))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {message}") and "\n" not in err
