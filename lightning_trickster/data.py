@@ -438,7 +438,18 @@ class ShakespeareDataModule(pl.LightningDataModule):
                 raise DataError(
                     f"prompts file {prompts_file} not found: pass --data.prompts_file with an existing file"
                 )
-            texts += [line for line in prompts_file.read_text(encoding="utf-8").splitlines() if line]
+            try:
+                lines = prompts_file.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"prompts file {prompts_file} is not UTF-8 text ({err.reason} at byte {err.start}): pass a text "
+                    "file with one prompt per line"
+                ) from None
+            except OSError as err:
+                raise DataError(
+                    f"prompts file {prompts_file} cannot be read ({err.strerror or err}): pass a readable text file"
+                ) from None
+            texts += [line for line in lines if line]
         if not texts:
             raise InvalidConfigError(
                 "no prompts to complete: pass --data.prompts '[\"ROMEO:\"]' or --data.prompts_file"

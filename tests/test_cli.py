@@ -241,3 +241,14 @@ def test_impossible_trainer_values_are_one_line_errors(option, message, small_co
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {message}") and "\n" not in err
+
+
+def test_a_binary_prompts_file_is_a_one_line_error(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    binary = tmp_path / "prompts.bin"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(SystemExit) as exit_info:
+        main(predict_args(tmp_path, "--data.prompts_file", str(binary)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: prompts file {binary} is not UTF-8 text") and "\n" not in err
