@@ -57,7 +57,8 @@ def status_line(trainer: pl.Trainer) -> str:
 
 class StepProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counted in optimizer steps out of trainer.max_steps (right after a resume too), with the
-    metrics on a status line below the bar instead of squeezed into it, and no v_num."""
+    metrics on a status line below the bar instead of squeezed into it (the step format shows no postfix, so no
+    v_num)."""
 
     STEP_FORMAT = "step {n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]"
     """The training bar's; the sanity-check, validation and predict bars keep Lightning's BAR_FORMAT."""
@@ -102,7 +103,7 @@ class StepProgressBar(TQDMProgressBar):
             self.status.set_description_str(status_line(trainer))
 
     def on_train_epoch_end(self, *_: Any) -> None:
-        pass
+        pass  # the status line, not a postfix, shows the metrics; the bar closes at the end of training
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
@@ -115,11 +116,6 @@ class StepProgressBar(TQDMProgressBar):
         super().on_train_end(trainer, pl_module)
         if self.status is not None:
             self.status.close()
-
-    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)
-        return metrics
 
     def write(self, line: str) -> None:
         """A line above the bars, kept in the scroll-back."""
