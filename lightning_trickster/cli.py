@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning_tt.register  # noqa: F401  registers accelerator "tt" and strategies "tt", "tt_ddp" by name
+import torch
 from jsonargparse import ActionConfigFile, set_parsing_settings
 from jsonargparse._link_arguments import skip_apply_links
 from lightning.pytorch import Trainer
@@ -47,8 +48,10 @@ from lightning_trickster.reliability import (
     CheckpointDirectoryCheck,
     CheckpointOnSignal,
     NonFiniteGuard,
+    inductor_cpp_compilers,
     require_writable,
     use_atomic_checkpoint_io,
+    working_cpp_compiler,
 )
 from lightning_trickster.runs import evaluation_dir, newest_last_checkpoint
 
@@ -140,6 +143,20 @@ def check_accelerator(name: Any) -> None:
     registered = [candidate for candidate in candidates if candidate in AcceleratorRegistry]
     if registered and not any(AcceleratorRegistry.get(candidate).is_available() for candidate in registered):
         raise HardwareError(f"accelerator {name!r} is not available on this machine: use --trainer.accelerator cpu")
+
+
+def check_compiler(compile_model: Any, accelerator: Any) -> None:
+    """--model.compile true on the CPU: inductor builds C++ kernels there, and without a working compiler it would
+    fail with a traceback at the first step. (With compile left to its default the module decides, and falls back.)"""
+    on_cpu = accelerator == "cpu" or (
+        accelerator in (None, "auto") and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    if compile_model is True and on_cpu and working_cpp_compiler() is None:
+        raise HardwareError(
+            f"--model.compile true needs a working C++ compiler on the CPU (torch.compile builds C++ kernels), and "
+            f"none works here (tried {', '.join(inductor_cpp_compilers()) or 'none'}): install one (e.g. g++) or "
+            "point CXX at it, or pass --model.compile false"
+        )
 
 
 TRAINER_RULES = {
@@ -381,6 +398,7 @@ class TricksterCLI(LightningCLI):
         )  # fmt: skip
         check_trainer_options(config.trainer)
         check_accelerator(config.trainer.accelerator)
+        check_compiler(config.model.get("compile"), config.trainer.accelerator)
 
     def instantiate_classes(self) -> None:
         if not self.project_command:  # project commands build what they need themselves

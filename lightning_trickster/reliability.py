@@ -3,8 +3,11 @@ on a non-finite loss or gradient before a bad step reaches a checkpoint."""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -320,3 +323,38 @@ class NonFiniteGuard(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped_steps = state_dict.get("skipped_steps", 0)
+
+
+def inductor_cpp_compilers() -> list[str]:
+    """The C++ compilers torch.compile's inductor tries on the CPU, in its order: $CXX, else g++ (clang++ on macOS).
+    Its other candidate, a g++ downloaded from conda-forge, is only tried with TORCH_INDUCTOR_INSTALL_GXX set."""
+    from torch._inductor import config as inductor_config
+
+    search = inductor_config.cpp.cxx
+    return [name for name in (search if isinstance(search, (list, tuple)) else (search,)) if name is not None]
+
+
+@functools.cache
+def working_cpp_compiler() -> str | None:
+    """The path of the C++ compiler inductor would use on the CPU, if it really compiles a program here; None if
+    none does. Found once per process: the check runs the compiler (a fraction of a second)."""
+    for name in inductor_cpp_compilers():
+        path = shutil.which(name)
+        if path is not None and _compiles(path):
+            return path
+    return None
+
+
+def _compiles(compiler: str, timeout_s: float = 60.0) -> bool:
+    # Finding the executable is not enough: a compiler without its headers or linker fails only when used.
+    with tempfile.TemporaryDirectory(prefix="trickster-cxx-") as scratch:
+        source = Path(scratch) / "check.cpp"
+        source.write_text("#include <cmath>\nint main() { return std::isfinite(1.0) ? 0 : 1; }\n")
+        try:
+            result = subprocess.run(
+                [compiler, str(source), "-o", str(Path(scratch) / "check")],
+                capture_output=True, timeout=timeout_s, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return result.returncode == 0
