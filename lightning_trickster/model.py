@@ -85,11 +85,14 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        """x: (B, H, T, head_dim), holding positions start_pos .. start_pos + T - 1."""
-        seq_len = x.size(-2)
-        cos = self.cos[start_pos : start_pos + seq_len]
-        sin = self.sin[start_pos : start_pos + seq_len]
+    def forward(self, x: torch.Tensor, start_pos: int | torch.Tensor = 0) -> torch.Tensor:
+        """x: (B, H, T, head_dim), holding positions start_pos .. start_pos + T - 1. A tensor start_pos (shape (1,),
+        with T = 1) indexes the tables instead of slicing them, so the shapes do not depend on its value."""
+        if isinstance(start_pos, torch.Tensor):
+            cos, sin = self.cos[start_pos], self.sin[start_pos]  # (1, head_dim/2)
+        else:
+            cos = self.cos[start_pos : start_pos + x.size(-2)]
+            sin = self.sin[start_pos : start_pos + x.size(-2)]
         pairs = x.float().unflatten(-1, (-1, 2))  # (B, H, T, head_dim/2, 2)
         even, odd = pairs[..., 0], pairs[..., 1]
         rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
@@ -97,7 +100,8 @@ class RotaryEmbedding(nn.Module):
 
 
 class KVCache:
-    """Keys and values of every layer for a batch of sequences, filled left to right."""
+    """Keys and values of every layer for a batch of sequences, preallocated for max_len positions and filled left
+    to right."""
 
     def __init__(self, num_layers: int, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor):
         shape = (batch, heads, max_len, head_dim)
@@ -105,6 +109,8 @@ class KVCache:
         self.values = [like.new_zeros(shape) for _ in range(num_layers)]
         self.length = 0
         """Number of positions already cached."""
+        self.position = torch.zeros(1, dtype=torch.long, device=like.device)
+        """The next position as a tensor: what a decode step reads, so its shapes never change."""
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k/v at the next positions and return everything cached so far for this layer."""
@@ -112,6 +118,16 @@ class KVCache:
         self.keys[layer][:, :, self.length : end] = k
         self.values[layer][:, :, self.length : end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one position's k/v (B, H, 1, head_dim) at self.position; return the whole buffers of this layer."""
+        self.keys[layer].index_copy_(2, self.position, k)
+        self.values[layer].index_copy_(2, self.position, v)
+        return self.keys[layer], self.values[layer]
+
+    def visible(self) -> torch.Tensor:
+        """(1, max_len) bool: the buffer positions a token at self.position attends to (itself and those before)."""
+        return (torch.arange(self.keys[0].size(2), device=self.position.device) <= self.position).unsqueeze(0)
 
 
 class CausalSelfAttention(nn.Module):
@@ -123,19 +139,27 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.hidden_dim, cfg.hidden_dim, bias=False)
 
     def forward(
-        self, x: torch.Tensor, rope: RotaryEmbedding, cache: KVCache | None = None, layer: int = 0
-    ) -> torch.Tensor:
+        self, x: torch.Tensor, rope: RotaryEmbedding, cache: KVCache | None = None, layer: int = 0,
+        decode: bool = False,
+    ) -> torch.Tensor:  # fmt: skip
         batch, seq_len, hidden = x.shape
         q, k, v = self.qkv(x).split(hidden, dim=2)
         q, k, v = (t.view(batch, seq_len, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
-        start_pos = cache.length if cache is not None else 0
-        q, k = rope(q, start_pos), rope(k, start_pos)
-        if cache is not None:
-            k, v = cache.update(layer, k, v)
-        # A prompt pre-fill (start_pos 0) needs the causal mask; one new token may attend to all cached keys.
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=start_pos == 0 and seq_len > 1
-        )
+        if cache is not None and decode:
+            # One new token against the whole preallocated cache, later positions masked: the same shapes at every
+            # position, so a compiled decode step is traced once.
+            q, k = rope(q, cache.position), rope(k, cache.position)
+            k, v = cache.write(layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.visible())
+        else:
+            start_pos = cache.length if cache is not None else 0
+            q, k = rope(q, start_pos), rope(k, start_pos)
+            if cache is not None:
+                k, v = cache.update(layer, k, v)
+            # A prompt pre-fill (start_pos 0) needs the causal mask; a later chunk attends to all cached keys.
+            y = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=start_pos == 0 and seq_len > 1
+            )
         return self.proj(y.transpose(1, 2).reshape(batch, seq_len, hidden))
 
 
@@ -162,9 +186,10 @@ class Block(nn.Module):
         self.residual_dropout = nn.Dropout(cfg.dropout)
 
     def forward(
-        self, x: torch.Tensor, rope: RotaryEmbedding, cache: KVCache | None = None, layer: int = 0
-    ) -> torch.Tensor:
-        x = x + self.residual_dropout(self.attn(self.attn_norm(x), rope, cache, layer))
+        self, x: torch.Tensor, rope: RotaryEmbedding, cache: KVCache | None = None, layer: int = 0,
+        decode: bool = False,
+    ) -> torch.Tensor:  # fmt: skip
+        x = x + self.residual_dropout(self.attn(self.attn_norm(x), rope, cache, layer, decode))
         return x + self.residual_dropout(self.mlp(self.mlp_norm(x)))
 
 
@@ -202,16 +227,35 @@ class NanoTrickster(nn.Module):
                 f"sequence of {start_pos + seq_len} tokens exceeds max_seq_len={self.config.max_seq_len}: "
                 "use shorter windows or a model with a larger max_seq_len"
             )
-        x = self.embedding(idx)
-        for layer, block in enumerate(self.blocks):
-            x = block(x, self.rope, cache, layer)
+        if cache is not None and start_pos > 0 and seq_len == 1:
+            cache.position.fill_(start_pos)
+            # Fresh strides: a column sliced out of the growing token history has a new row stride every step.
+            logits = self.decode_step(idx.clone(memory_format=torch.contiguous_format), cache)
+        else:
+            x = self.embedding(idx)
+            for layer, block in enumerate(self.blocks):
+                x = block(x, self.rope, cache, layer)
+            logits = self.output(self.final_norm(x))
         if cache is not None:
             cache.length += seq_len
-        logits = self.output(self.final_norm(x))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         return logits, loss
+
+    def decode_step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits (B, 1, vocab) of one new token (B, 1) at cache.position; stores its keys and values in the cache.
+        Every shape is the same at every position: compile_decoding() compiles it once."""
+        x = self.embedding(token)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, self.rope, cache, layer, decode=True)
+        return self.output(self.final_norm(x))
+
+    def compile_decoding(self) -> None:
+        """torch.compile the decode step (gpt-fast's static-shape decoding): per-token Python and dispatch overhead
+        goes, which is most of a small model's decode time. Traced on the first decoded token, once per batch size;
+        needs what torch.compile needs (a C++ compiler on CPU)."""
+        self.decode_step = torch.compile(self.decode_step, fullgraph=True, dynamic=False)
 
     def parameter_breakdown(self) -> dict[str, int]:
         """Exact parameter counts; a tied output projection is counted once, in the embedding."""

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
-from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_warn
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 
 from lightning_trickster.checkpoint import check_same_architecture
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1 over warmup_steps, then cosine decay to min_lr_ratio at total_steps."""
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+from lightning_trickster.optim import OptimizerName, build_optimizer, warmup_cosine
+from lightning_trickster.reliability import working_cpp_compiler
 
 
 def tokens_per_optimizer_step(windows: int, window_length: int, accumulate: int, processes: int) -> int:
@@ -49,12 +44,14 @@ class NanoTricksterModule(pl.LightningModule):
         top_p: float | None = SamplingSettings.top_p,
         compile: bool | None = None,
         fused_optimizer: bool | None = None,
+        optimizer: OptimizerName = "adamw",
+        muon_learning_rate: float = 0.02,
         **shape: Any,
     ) -> None:
         """
         Args:
             learning_rate: peak AdamW learning rate, reached after warmup.
-            weight_decay: AdamW weight decay, applied to matrices and embeddings only (not norms).
+            weight_decay: weight decay, applied to matrices and embeddings only (not norms).
             betas: AdamW betas.
             warmup_steps: optimizer steps of linear LR warmup.
             min_lr_ratio: the cosine schedule decays to learning_rate * min_lr_ratio at trainer.max_steps.
@@ -62,8 +59,12 @@ class NanoTricksterModule(pl.LightningModule):
             temperature: sampling temperature; 0 is greedy.
             top_k: sample only among the k most likely tokens (None: all).
             top_p: sample from the smallest set of tokens holding probability top_p (None: all).
-            compile: torch.compile the model for training (None: on for CUDA, off on CPU).
+            compile: torch.compile the model (None: when fitting on CUDA, or on a CPU with a working C++
+                compiler).
             fused_optimizer: use the fused AdamW kernel (None: on for CUDA and CPU, off elsewhere).
+            optimizer: 'adamw' for every parameter, or 'muon' for the blocks' weight matrices with AdamW for the
+                embedding and norms (lightning_trickster.optim).
+            muon_learning_rate: peak Muon learning rate (optimizer 'muon'), on the same warmup-cosine schedule.
             **shape: the model's shape, the fields of NanoTricksterConfig (hidden_dim, num_layers, ...; vocab_size
                 comes from the data module's tokenizer on the command line).
         """
@@ -75,6 +76,8 @@ class NanoTricksterModule(pl.LightningModule):
             raise InvalidConfigError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
         if not 0.0 <= min_lr_ratio <= 1.0:
             raise InvalidConfigError(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+        if muon_learning_rate <= 0:
+            raise InvalidConfigError(f"model.muon_learning_rate must be positive, got {muon_learning_rate}")
         self.model = NanoTrickster(NanoTricksterConfig(**shape))
         # Checkpoints describe the whole shape, also the fields a Python caller left at their defaults.
         self.hparams.update(asdict(self.model.config))
@@ -222,9 +225,25 @@ class NanoTricksterModule(pl.LightningModule):
             self.model.compile(dynamic=False)
 
     def _compile_enabled(self) -> bool:
-        # Auto: on for CUDA. Opt-in on CPU: it needs a C++ compiler there, and the quick start should not (README).
+        # Auto: when fitting on CUDA, or on a CPU where inductor's C++ compiler works (README, Performance); a quick
+        # start on a machine without one trains eagerly and says so. Evaluations alone do not repay the compile time.
         choice = self.hparams.compile
-        return self.device.type == "cuda" if choice is None else choice
+        if choice is not None:
+            return choice
+        if self._trainer is not None:
+            if self.trainer.state.fn != TrainerFn.FITTING:
+                return False
+            if not isinstance(self.trainer.accelerator, (CPUAccelerator, CUDAAccelerator)):
+                return False  # other accelerators (tt) compute the model their own way
+        if self.device.type == "cuda":
+            return True
+        if self.device.type != "cpu":
+            return False
+        if working_cpp_compiler() is None:
+            rank_zero_info("no working C++ compiler found: training without torch.compile (install g++ for a ~15% "
+                           "faster step, or pass --model.compile false to silence this)")  # fmt: skip
+            return False
+        return True
 
     def configure_optimizers(self) -> dict[str, Any]:
         total_steps = self.trainer.max_steps
@@ -268,12 +287,16 @@ class NanoTricksterModule(pl.LightningModule):
     def optimizer_and_schedule(
         self, total_steps: int
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-        """AdamW with weight decay on matrices and embeddings (not norm weights), and the warmup-cosine schedule."""
+        """The configured optimizer (weight decay on matrices and embeddings, not norm weights) and the
+        warmup-cosine schedule."""
         hp = self.hparams
+        if hp.optimizer == "muon" and self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy):
+            raise InvalidConfigError(
+                "model.optimizer muon needs whole weight matrices, but FSDP shards them: use --model.optimizer adamw "
+                "with FSDP, or DDP with muon"
+            )
         # By module type, not by p.dim(): FSDP flattens parameters into 1-D shards.
         norm_weights = {id(p) for m in self.modules() if isinstance(m, torch.nn.RMSNorm) for p in m.parameters()}
-        decay = [p for p in self.parameters() if id(p) not in norm_weights]
-        no_decay = [p for p in self.parameters() if id(p) in norm_weights]
         # Fused AdamW measured 4x faster per optimizer step than the default on CPU too (README, Performance). With
         # fp16 loss scaling and clipping it is not: it unscales inside its step, after the clipping would have run.
         if hp.fused_optimizer and self._clips_scaled_gradients():
@@ -283,11 +306,15 @@ class NanoTricksterModule(pl.LightningModule):
             )
         fused = self.device.type in ("cuda", "cpu") and not self._clips_scaled_gradients()
         fused = fused if hp.fused_optimizer is None else hp.fused_optimizer
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.learning_rate,
-            betas=tuple(hp.betas),
-            fused=fused or None,  # None lets torch pick its default (foreach or per-tensor) implementation
+        optimizer = build_optimizer(
+            self.named_parameters(),
+            norm_weights,
+            hp.optimizer,
+            hp.learning_rate,
+            hp.weight_decay,
+            tuple(hp.betas),
+            fused or None,  # None lets torch pick its default (foreach or per-tensor) implementation
+            hp.muon_learning_rate,
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total_steps, hp.min_lr_ratio)

@@ -14,6 +14,7 @@ TINY_MODEL_ARGS = [
     "--model.mlp_dim", "64",
     "--model.max_seq_len", "32",
     "--model.dropout", "0.0",
+    "--model.compile", "false",  # tests check behaviour; the compiled default has tests of its own
     "--model.warmup_steps", "1",
     "--data.batch_size", "4",
     "--trainer.accelerator", "cpu",

@@ -66,7 +66,7 @@ def test_block_size_longer_than_the_models_context_is_a_clear_error_at_fit_start
     # The CLI links data.block_size to model.max_seq_len; in Python the two can disagree.
     data = ShakespeareDataModule(path=str(small_corpus), tokenizer="char", block_size=64, batch_size=2)
     model = NanoTricksterModule(vocab_size=data.vocab_size, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=32,
-                                max_seq_len=32, warmup_steps=1)  # fmt: skip
+                                max_seq_len=32, warmup_steps=1, compile=False)  # fmt: skip
     trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     with pytest.raises(InvalidConfigError, match="data.block_size=64 is longer than the model's max_seq_len=32"):

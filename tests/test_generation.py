@@ -11,6 +11,7 @@ from lightning_trickster.model import (
     SamplingSettings,
     sample_next_token,
 )
+from lightning_trickster.reliability import working_cpp_compiler
 
 CONFIG = NanoTricksterConfig(vocab_size=40, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=64, max_seq_len=24)
 
@@ -142,3 +143,21 @@ def test_the_window_slides_for_every_context_length():
             cached[:, : max_seq_len + 1],
             model.generate(prompt, 7, temperature=0, use_cache=False)[:, : max_seq_len + 1],
         )
+
+
+@pytest.mark.skipif(working_cpp_compiler() is None, reason="torch.compile needs a working C++ compiler on the CPU")
+def test_the_compiled_static_decode_step_gives_the_eager_tokens_and_compiles_once(model):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = NanoTrickster(CONFIG).eval()
+    compiled.load_state_dict(model.state_dict())
+    compiled.compile_decoding()
+    prompt = torch.randint(0, 40, (2, 5))
+    fast = compiled.generate(prompt, 60, temperature=0)  # the window slides twice (max_seq_len 24)
+    assert torch.equal(fast, model.generate(prompt, 60, temperature=0))
+    # Up to a full window, the tokens of recomputing every step from scratch.
+    assert torch.equal(fast[:, :24], model.generate(prompt, 19, temperature=0, use_cache=False))
+    assert counters["stats"]["unique_graphs"] == 1  # one trace for every position and every cache object
+    torch._dynamo.reset()

@@ -15,7 +15,7 @@ def test_tiny_model_overfits_a_short_text(tmp_path: Path):
     data = ShakespeareDataModule(path=str(path), tokenizer="char", block_size=32, batch_size=16)
     model = NanoTricksterModule(
         vocab_size=data.vocab_size, hidden_dim=64, num_layers=2, num_heads=4, mlp_dim=128, max_seq_len=32,
-        learning_rate=3e-3, warmup_steps=10, weight_decay=0.0,
+        learning_rate=3e-3, warmup_steps=10, weight_decay=0.0, compile=False,
     )  # fmt: skip
     trainer = pl.Trainer(
         accelerator="cpu", max_steps=150, val_check_interval=150, check_val_every_n_epoch=None,

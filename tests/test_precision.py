@@ -17,7 +17,7 @@ def tiny_fit(corpus, precision: str, **module_args) -> NanoTricksterModule:
     data = ShakespeareDataModule(path=str(corpus), tokenizer="char", block_size=32, batch_size=4)
     model = NanoTricksterModule(
         vocab_size=data.vocab_size, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, max_seq_len=32,
-        warmup_steps=1, **module_args,
+        warmup_steps=1, compile=False, **module_args,
     )  # fmt: skip
     trainer = pl.Trainer(
         accelerator="cpu", plugins=[MixedPrecision(precision, "cpu")], gradient_clip_val=0.5, max_steps=3,

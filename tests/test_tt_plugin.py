@@ -184,6 +184,11 @@ def test_shapes_ttml_cannot_tile_are_rejected_in_one_line(tt_double, small_corpu
     assert "hidden_dim/num_heads must be multiples of 32" in err
 
 
+def test_muon_is_refused_on_the_chip_in_one_line_naming_adamw(tt_double, small_corpus, tmp_path, capsys):
+    err = one_line_error(capsys, fit_args(small_corpus, tmp_path, *TT_SHAPE, *TT, "--model.optimizer", "muon"))
+    assert "runs AdamW on the chip" in err and err.endswith("use AdamW (--model.optimizer adamw)")
+
+
 @pytest.mark.parametrize(
     ("precision", "expected"),
     [

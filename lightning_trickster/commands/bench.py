@@ -20,64 +20,104 @@ import torch
 
 from lightning_trickster.commands.memory import attention_flops_per_token
 from lightning_trickster.commands.preset import Preset
-from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.errors import HardwareError, InvalidConfigError
 from lightning_trickster.model import NanoTrickster
 from lightning_trickster.module import tokens_per_optimizer_step
+from lightning_trickster.reliability import working_cpp_compiler
 
 
-def measure_generation(model: NanoTrickster, batch_size: int, new_tokens: int, use_cache: bool, prompt_len: int = 16):
-    """Generated tokens per second (all rows together) for one greedy generation of new_tokens."""
-    prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_len))
-    model.generate(prompt, 8, temperature=0, use_cache=use_cache)  # warm-up
+def measure_generation(
+    model: NanoTrickster, batch_size: int, new_tokens: int, use_cache: bool, prompt_len: int = 16,
+) -> tuple[float, torch.Tensor]:  # fmt: skip
+    """Generated tokens per second (all rows together) of one greedy generation of new_tokens from a fixed random
+    prompt, and the tokens generated (after an untimed warm-up generation that also triggers any compilation)."""
+    device = model.embedding.weight.device
+    seeded = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_len), generator=seeded).to(device)
+    model.generate(prompt, 8, temperature=0, use_cache=use_cache)
+    synchronize(device)
     start = time.perf_counter()
-    model.generate(prompt, new_tokens, temperature=0, use_cache=use_cache)
-    return batch_size * new_tokens / (time.perf_counter() - start)
+    tokens = model.generate(prompt, new_tokens, temperature=0, use_cache=use_cache)
+    synchronize(device)
+    return batch_size * new_tokens / (time.perf_counter() - start), tokens
 
 
-def bench_generation(preset: Preset, new_tokens: int = 500, batch_sizes: int | list[int] = [1, 8]) -> None:  # noqa: B006
-    """Generation speed of a configuration's model with and without the KV cache.
+def generation_device(preset: Preset) -> torch.device:
+    """Where the configuration's accelerator computes: CUDA for gpu/cuda (and auto with a GPU), else the CPU."""
+    accelerator = preset.config.trainer.accelerator
+    wants_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if wants_gpu else "cpu")
+
+
+def bench_generation(
+    preset: Preset, new_tokens: int = 500, batch_sizes: int | list[int] = [1, 8],  # noqa: B006
+    compiled: bool | None = None,
+) -> None:  # fmt: skip
+    """Generation speed of a configuration's model: recomputing every step, with the KV cache, and with the KV
+    cache and a compiled static-shape decode step, side by side.
 
     Random weights (speed does not depend on them) of the configured shape and vocabulary. Prints one line per batch
     size and the results as JSON on the last line.
 
     Args:
-        preset: the configuration, read as fit reads it (its model shape and tokenizer are used).
+        preset: the configuration, read as fit reads it (its model shape, tokenizer and accelerator are used).
         new_tokens: tokens generated per row.
         batch_sizes: rows generated together, one measurement each (e.g. '[1, 8]').
+        compiled: also time the compiled decode step (None: where torch.compile works, i.e. on CUDA, or on a
+            CPU with a working C++ compiler).
     """
     batch_sizes = [batch_sizes] if isinstance(batch_sizes, int) else batch_sizes
     if new_tokens <= 0 or any(size <= 0 for size in batch_sizes):
         raise InvalidConfigError(f"--new_tokens and --batch_sizes must be positive, got {new_tokens}, {batch_sizes}")
+    device = generation_device(preset)
+    if compiled is None:
+        compiled = device.type == "cuda" or working_cpp_compiler() is not None
+    elif compiled and device.type == "cpu" and working_cpp_compiler() is None:
+        raise HardwareError(
+            "--compiled true needs a working C++ compiler on the CPU (torch.compile builds C++ kernels): install one "
+            "(e.g. g++), or pass --compiled false"
+        )
     torch.manual_seed(0)
     module, _ = preset.instantiate()
-    model = module.model.eval()
-    device = "cpu"
+    model = module.model.to(device).eval()
+    compiled_model = copy.deepcopy(model)
+    if compiled:
+        compiled_model.compile_decoding()
     results = []
     for batch_size in batch_sizes:
-        cached = measure_generation(model, batch_size, new_tokens, use_cache=True)
-        uncached = measure_generation(model, batch_size, new_tokens, use_cache=False)
-        results.append(
-            {
-                "batch_size": batch_size,
-                "new_tokens": new_tokens,
-                "gen_tokens_per_sec_cached": round(cached, 1),
-                "gen_tokens_per_sec_uncached": round(uncached, 1),
-                "cache_speedup": round(cached / uncached, 2),
+        recompute, recomputed_tokens = measure_generation(model, batch_size, new_tokens, use_cache=False)
+        cached, _ = measure_generation(model, batch_size, new_tokens, use_cache=True)
+        result = {
+            "batch_size": batch_size,
+            "new_tokens": new_tokens,
+            "gen_tokens_per_sec_uncached": round(recompute, 1),
+            "gen_tokens_per_sec_cached": round(cached, 1),
+            "cache_speedup": round(cached / recompute, 2),
+        }
+        line = f"batch {batch_size}: recomputing {recompute:,.0f} tokens/s, KV cache {cached:,.0f} "
+        line += f"({cached / recompute:.2f}x)"
+        if compiled:
+            fast, fast_tokens = measure_generation(compiled_model, batch_size, new_tokens, use_cache=True)
+            result |= {
+                "gen_tokens_per_sec_compiled": round(fast, 1),
+                "compiled_vs_uncached": round(fast / recompute, 2),
+                "compiled_vs_cached": round(fast / cached, 2),
+                "compiled_same_greedy_tokens": bool(torch.equal(fast_tokens, recomputed_tokens)),
             }
-        )
-        print(
-            f"batch {batch_size}: {cached:,.0f} tokens/s with KV cache, {uncached:,.0f} tokens/s recomputing "
-            f"-> {cached / uncached:.2f}x",
-            flush=True,
-        )
+            line += f", compiled static decode {fast:,.0f} ({fast / recompute:.2f}x; {fast / cached:.2f}x the cache)"
+        results.append(result)
+        print(line, flush=True)
     summary = {
         "config": config_files(preset),
-        "device": device,
-        "threads": torch.get_num_threads(),
+        "device": device_name(device),
         "torch": torch.__version__,
         "results": results,
     }
     print(json.dumps(summary))
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
 
 
 # --- bench: Lightning fit vs a plain PyTorch loop on the same model, data and optimizer --------------------------
@@ -256,13 +296,11 @@ def bench(
     device = torch.device("cuda" if accelerator in ("cuda", "gpu") else "cpu")
     model = initial.model.to(device).eval()
     parameters = model.parameter_breakdown()["total"]
-    device_name = (
-        torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    )
-    peak = next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in device_name), None)
+    name = device_name(device)
+    peak = next((flops for gpu, flops in PEAK_BF16_FLOPS.items() if gpu in name), None)
     result = {
         "config": config_files(preset),
-        "device": device_name,
+        "device": name,
         "torch": torch.__version__,
         "lightning": pl.__version__,
         "parameters": parameters,
@@ -278,8 +316,8 @@ def bench(
         "ms_per_step": round(1000 * statistics.median(lightning_runs) / steps, 2),
         "mfu": round(lightning_tps * nanogpt_flops_per_token(model, parameters) / peak, 4) if peak else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1),
-        "gen_tokens_per_sec_cached": round(measure_generation(model, 1, gen_tokens, use_cache=True), 1),
-        "gen_tokens_per_sec_uncached": round(measure_generation(model, 1, gen_tokens, use_cache=False), 1),
+        "gen_tokens_per_sec_cached": round(measure_generation(model, 1, gen_tokens, use_cache=True)[0], 1),
+        "gen_tokens_per_sec_uncached": round(measure_generation(model, 1, gen_tokens, use_cache=False)[0], 1),
         "adamw_step_ms": adamw_step_ms(model, device),
     }
     for key, value in result.items():

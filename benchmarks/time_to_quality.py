@@ -1,0 +1,116 @@
+"""Time to a validation loss on this machine: today's `cpu.yaml` against the reference recipe it replaced, and each
+lever of the new recipe switched off, side by side in one run, each with two seeds.
+
+    python benchmarks/time_to_quality.py                          # every variant, seeds 1337 and 1338 (~40 min)
+    python benchmarks/time_to_quality.py --variants reference cpu --seeds 1337
+
+Each run is the real command line (`python -m lightning_trickster fit ...`, a fresh process, as a user runs it);
+its time is the whole command's wall time (imports, compilation, validations and checkpoints included) and its
+quality the best full-split validation loss. The target loss is the reference's mean final loss. Printed: one line
+per run, then per variant the mean and spread over seeds, the wall time against the reference's, and whether its
+best loss reached the target; the last line is all of it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lightning_trickster.runs import read_scalars, training_runs  # noqa: E402
+
+CORPUS = REPO / "tests" / "data" / "tinyshakespeare.txt"
+REFERENCE = Path(__file__).resolve().parent / "cpu_reference.yaml"
+
+SHORT = ["--trainer.max_steps", "1400", "--trainer.val_check_interval", "350"]
+"""cpu.yaml's recipe on a shorter schedule: how soon it reaches the reference's loss."""
+
+VARIANTS: dict[str, list[str]] = {
+    # The cpu.yaml of 2026-11-21 (AdamW, eager, 2,400 steps): 1.537 in 5 min 22 s then.
+    "reference": ["--config", str(REFERENCE)],
+    "cpu": ["--config", "cpu.yaml"],
+    "cpu-short": ["--config", "cpu.yaml", *SHORT],
+    # Levers switched off one at a time, on the short schedule.
+    "cpu-short-adamw": ["--config", "cpu.yaml", *SHORT, "--model.optimizer", "adamw"],
+    "cpu-short-eager": ["--config", "cpu.yaml", *SHORT, "--model.compile", "false"],
+}
+SMOKE = ["--model.hidden_dim", "16", "--model.num_layers", "1", "--model.num_heads", "2", "--model.mlp_dim", "32",
+         "--model.max_seq_len", "16", "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
+         "--trainer.limit_val_batches", "2", "--model.compile", "false"]  # fmt: skip
+
+
+def timed_fit(settings: list[str], seed: int, root: Path) -> dict:
+    """One fit as a user runs it; its wall seconds and validation losses."""
+    command = [sys.executable, "-m", "lightning_trickster", "fit", *settings, "--data.path", str(CORPUS),
+               "--seed_everything", str(seed), "--trainer.default_root_dir", str(root),
+               "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"error: {' '.join(command[3:])} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    val = [(step, value) for step, value in read_scalars(training_runs(root)[-1])["val/loss"] if step > 0]
+    steps = int(re.search(r"fit done: (\d+)/", done.stdout + done.stderr).group(1))  # fit's summary line
+    return {"seconds": round(seconds, 1), "steps": steps, "best_val": round(min(v for _, v in val), 4),
+            "final_val": round(val[-1][1], 4)}  # fmt: skip
+
+
+def spread(values: list[float]) -> float:
+    return max(values) - min(values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1337, 1338])
+    parser.add_argument("--output", type=Path, default=Path("time_to_quality.json"))
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny shapes and 4 steps: check the script, measure nothing"
+    )
+    args = parser.parse_args(argv)
+    variants = args.variants if "reference" in args.variants else ["reference", *args.variants]
+    runs: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="time-to-quality-") as scratch:
+        # Seeds outermost: a drift in machine load during the benchmark hits every variant alike.
+        for seed in args.seeds:
+            for name in variants:
+                settings = VARIANTS[name] + (SMOKE if args.smoke else [])
+                run = timed_fit(settings, seed, Path(scratch) / f"{name}-{seed}")
+                runs.setdefault(name, []).append(run | {"seed": seed})
+                print(f"{name:>16} seed {seed}: best val {run['best_val']:.4f} (final {run['final_val']:.4f}) "
+                      f"after {run['steps']} steps in {run['seconds']:.1f} s", flush=True)  # fmt: skip
+    reference_seconds = statistics.mean(run["seconds"] for run in runs["reference"])
+    target = statistics.mean(run["final_val"] for run in runs["reference"])
+    summary = {}
+    print(f"target: the reference's mean final val loss {target:.4f}, reached in {reference_seconds:.1f} s")
+    for name, results in runs.items():
+        best = [run["best_val"] for run in results]
+        seconds = [run["seconds"] for run in results]
+        summary[name] = {
+            "mean_best_val": round(statistics.mean(best), 4),
+            "seed_spread_val": round(spread(best), 4),
+            "mean_seconds": round(statistics.mean(seconds), 1),
+            "time_vs_reference": round(statistics.mean(seconds) / reference_seconds, 3),
+            "every_seed_reached_target": all(value <= target for value in best),
+        }
+        row = summary[name]
+        print(f"{name:>16}: best val {row['mean_best_val']:.4f} ± {row['seed_spread_val'] / 2:.4f}, "
+              f"{row['mean_seconds']:.1f} s = {row['time_vs_reference']:.2f}x the reference's time, "
+              f"target {'reached' if row['every_seed_reached_target'] else 'NOT reached'} by every seed")  # fmt: skip
+    report = {"target_val": round(target, 4), "reference_seconds": round(reference_seconds, 1), "variants": summary,
+              "runs": runs, "seeds": args.seeds, "smoke": args.smoke}  # fmt: skip
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

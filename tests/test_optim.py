@@ -1,0 +1,74 @@
+"""The optimizer switch: AdamW everywhere, or Muon for the blocks' matrices with AdamW for the rest."""
+
+import pytest
+import torch
+from conftest import fit_args
+
+from lightning_trickster.checkpoint import read_checkpoint
+from lightning_trickster.cli import main
+from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.optim import MuonWithAdamW
+from lightning_trickster.runs import newest_last_checkpoint
+
+SHAPE = dict(vocab_size=40, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=64, max_seq_len=16)
+
+
+def muon_module(**settings) -> NanoTricksterModule:
+    return NanoTricksterModule(optimizer="muon", learning_rate=1e-3, muon_learning_rate=0.02, **SHAPE, **settings)
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_embedding_and_norms():
+    module = muon_module()
+    optimizer, _ = module.optimizer_and_schedule(total_steps=10)
+    assert isinstance(optimizer, MuonWithAdamW)
+    names = {id(p): name for name, p in module.named_parameters()}
+    in_muon = {names[id(p)] for group in optimizer.muon.param_groups for p in group["params"]}
+    in_adamw = {names[id(p)] for group in optimizer.adamw.param_groups for p in group["params"]}
+    assert in_muon == {name for name in names.values() if name.startswith("model.blocks.") and name.endswith("weight")
+                       and "norm" not in name}  # fmt: skip
+    assert in_adamw == set(names.values()) - in_muon  # every parameter once: embedding (tied output) and norms
+    assert "model.embedding.weight" in in_adamw
+
+
+def test_the_schedule_moves_both_learning_rates_and_each_keeps_its_peak():
+    module = muon_module(warmup_steps=0, min_lr_ratio=0.1)
+    optimizer, schedule = module.optimizer_and_schedule(total_steps=10)
+    for _ in range(10):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.muon.param_groups[0]["lr"] == pytest.approx(0.02 * 0.1)
+    assert optimizer.adamw.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1)
+    assert optimizer.param_groups[0] is optimizer.muon.param_groups[0]  # what the scheduler changes is what steps
+
+
+def test_muon_and_adamw_both_update_their_parameters():
+    module = muon_module()
+    optimizer, _ = module.optimizer_and_schedule(total_steps=10)
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    _, loss = module.model(torch.randint(0, 40, (2, 16)), torch.randint(0, 40, (2, 16)))
+    loss.backward()
+    optimizer.step()
+    changed = {name for name, p in module.named_parameters() if not torch.equal(p, before[name])}
+    assert "model.blocks.0.attn.qkv.weight" in changed and "model.embedding.weight" in changed
+
+
+def test_a_muon_run_resumes_with_both_optimizer_states(small_corpus, tmp_path):
+    main(fit_args(small_corpus, tmp_path, "--model.optimizer", "muon"))
+    checkpoint = read_checkpoint(newest_last_checkpoint(tmp_path))
+    state = checkpoint["optimizer_states"][0]
+    assert state.keys() == {"muon", "adamw"}
+    assert state["muon"]["state"] and state["adamw"]["state"]  # momentum buffers and Adam moments were saved
+    main(fit_args(small_corpus, tmp_path, "--model.optimizer", "muon", "--ckpt_path", "last", max_steps=9))
+    assert read_checkpoint(newest_last_checkpoint(tmp_path))["global_step"] == 9
+
+
+def test_an_unknown_optimizer_or_a_bad_muon_learning_rate_is_one_line(small_corpus, tmp_path, capsys):
+    for option, value, expected in (
+        ("--model.optimizer", "sgd", "model.optimizer"),
+        ("--model.muon_learning_rate", "0", "model.muon_learning_rate must be positive"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(fit_args(small_corpus, tmp_path, option, value))
+        assert stopped.value.code != 0
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
