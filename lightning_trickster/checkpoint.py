@@ -16,17 +16,28 @@ DATAMODULE_KEY = "ShakespeareDataModule"
 """Where Lightning stores the data module's state (the tokenizer) in a checkpoint: its class name."""
 
 
+NOT_A_CHECKPOINT_FIX = "pass a .ckpt file written by this project's fit (e.g. a run's checkpoints/last.ckpt)"
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint without running pickled code; a one-line error if it cannot be read."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many types for corrupt, truncated or foreign files
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    """The one way a checkpoint is opened (fit, validate, test, predict, stages, complete, export): load it without
+    running pickled code and check that it is a complete checkpoint of this project's model, or raise one line
+    naming the file, what is wrong with it and what to pass instead."""
+    if not path.exists():
         raise TricksterError(
-            f"checkpoint {path} could not be read ({reason}): pass a .ckpt file written by this project's fit"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise TricksterError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt file written by fit")
+            f"checkpoint {path} not found: pass an existing .ckpt file, or 'last' for the newest run's last.ckpt"
+        )
+    if path.is_dir():
+        raise TricksterError(
+            f"checkpoint {path} is a directory, not a file: pass one .ckpt file in it (a run keeps them in "
+            "lightning_logs/version_N/checkpoints/), or 'last' for the newest run's last.ckpt"
+        )
+    checkpoint = _load_weights_only(path)
+    what = _what_is_wrong(checkpoint)
+    if what:
+        raise TricksterError(
+            f"checkpoint {path} is not a complete checkpoint of this project: {what}; {NOT_A_CHECKPOINT_FIX}"
+        )
     broken = [name for name, tensor in checkpoint["state_dict"].items() if not torch.isfinite(tensor).all()]
     if broken:
         raise TricksterError(
@@ -34,6 +45,79 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             "generate nor train; use an earlier checkpoint of the run"
         )
     return checkpoint
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+"""How every file torch.save writes begins (a zip archive)."""
+
+
+def _load_weights_only(path: Path) -> Any:
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(ZIP_MAGIC))
+    except OSError as err:
+        raise TricksterError(
+            f"checkpoint {path} could not be read ({err.strerror or err}): make it readable, or {NOT_A_CHECKPOINT_FIX}"
+        ) from None
+    if not head:
+        reason = "the file is empty: a save or copy was cut short"
+    elif head != ZIP_MAGIC:
+        reason = "it is not a file torch.save wrote"
+    else:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # torch raises many types for corrupt, truncated or foreign files
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if "central directory" in first_line or "failed reading zip archive" in first_line:
+                reason = "the file is truncated or corrupt: a save or copy was cut short"
+            else:
+                reason = first_line[:160]
+    raise TricksterError(f"checkpoint {path} could not be read ({reason}): {NOT_A_CHECKPOINT_FIX}") from None
+
+
+def _what_is_wrong(checkpoint: Any) -> str | None:
+    """Why a loaded file is not a checkpoint this project can resume, evaluate or sample from; None if it is."""
+    if not isinstance(checkpoint, dict):
+        return f"it holds a {type(checkpoint).__name__}, not a Lightning checkpoint's dict"
+    weights = checkpoint.get("state_dict")
+    if weights is None:
+        if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
+            return "it holds bare weights (a model's state_dict), without the model shape and tokenizer"
+        return f"it has no state_dict (its keys: {', '.join(map(str, list(checkpoint)[:5])) or 'none'})"
+    if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
+        return "its state_dict is not a mapping of tensors"
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "vocab_size" not in hparams:
+        return "it has no hyper_parameters describing the model shape"
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialization
+            model = NanoTrickster(NanoTricksterConfig(**pick_fields(NanoTricksterConfig, hparams)))
+    except (TricksterError, TypeError, ValueError) as err:
+        return f"its hyper_parameters describe no valid model ({err})"
+    expected = {f"model.{name}": tensor.shape for name, tensor in model.state_dict().items()}
+    missing = [name for name in expected if name not in weights]
+    if missing:
+        return (
+            f"its weights are not this model's ({len(missing)} of {len(expected)} tensors missing, e.g. {missing[0]})"
+        )
+    wrong = [name for name, shape in expected.items() if weights[name].shape != shape]
+    if wrong:
+        name = wrong[0]
+        return (
+            f"its weights do not have the shapes its hyper_parameters describe ({name}: "
+            f"{list(weights[name].shape)}, expected {list(expected[name])})"
+        )
+    tokenizer = (
+        checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
+        if isinstance(checkpoint.get(DATAMODULE_KEY), dict)
+        else None
+    )
+    if tokenizer is not None and (not isinstance(tokenizer, dict) or tokenizer.get("name") not in TOKENIZER_NAMES):
+        return "its tokenizer state is not one of byte, char or bpe"
+    return None
+
+
+TOKENIZER_NAMES = ("byte", "char", "bpe")
 
 
 def check_same_architecture(checkpoint: dict[str, Any], hparams: Any, state_dict: dict[str, torch.Tensor]) -> None:

@@ -309,12 +309,7 @@ class TricksterCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand and not self.project_command else None
         if not ckpt_path or ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry"):
             return  # no checkpoint, or one of Lightning's own names: Lightning resolves it
-        if not Path(ckpt_path).is_file():
-            raise TricksterError(
-                f"checkpoint {ckpt_path} not found: pass an existing .ckpt file, or 'last' for the newest run's "
-                "last.ckpt"
-            )
-        checkpoint = read_checkpoint(Path(ckpt_path))
+        checkpoint = read_checkpoint(Path(ckpt_path))  # every checkpoint Lightning loads is checked here first
         self._checkpoint_step = checkpoint.get("global_step", 0)
         model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         model.pop("vocab_size", None)  # linked from the data module's tokenizer, restored below
