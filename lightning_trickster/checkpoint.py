@@ -129,6 +129,14 @@ def check_same_architecture(checkpoint: dict[str, Any], hparams: Any, state_dict
     if not weights_differ:
         return
     saved_shape = checkpoint.get("hyper_parameters", {})
+    if "vocab_size" in saved_shape and saved_shape["vocab_size"] != hparams.get("vocab_size"):
+        # The vocabulary size comes from the tokenizer, not from a --model option.
+        tokenizer = checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer", {}).get("name", "its own")
+        raise InvalidConfigError(
+            f"the checkpoint was trained with the {tokenizer} tokenizer ({saved_shape['vocab_size']} tokens), the "
+            f"configured tokenizer has {hparams.get('vocab_size')}: use the checkpoint's tokenizer (drop "
+            "--data.tokenizer and --data.vocab), or start a new run without --ckpt_path"
+        )
     differences = [
         f"{f.name} {saved_shape[f.name]} in the checkpoint, {hparams[f.name]} configured"
         for f in fields(NanoTricksterConfig)

@@ -185,6 +185,18 @@ def check_trainer_options(trainer: Any) -> None:
             raise InvalidConfigError(f"--trainer.{name} {value!r} is not possible: use {requirement}")
 
 
+def check_typed_tokenizer(checkpoint_path: str, saved: dict[str, Any], typed: dict[str, Any]) -> None:
+    """A --data.tokenizer other than the checkpoint's: its weights only fit the tokenizer they were trained with. Said
+    before the data module is built, which for another tokenizer could read or even download a corpus."""
+    if not saved or typed.get("tokenizer") in (None, saved["tokenizer"]):
+        return
+    raise InvalidConfigError(
+        f"--ckpt_path {checkpoint_path} was trained with the {saved['tokenizer']} tokenizer, not the "
+        f"--data.tokenizer {typed['tokenizer']} given: drop --data.tokenizer (the checkpoint's own tokenizer is "
+        f"used), or train a new model with {typed['tokenizer']} without --ckpt_path"
+    )
+
+
 class TricksterCLI(LightningCLI):
     def __init__(self, args: list[str] | None, quiet: bool = False, verbose: bool = False) -> None:
         """args None: read sys.argv. quiet: no progress bar; verbose: Lightning's model summary too."""
@@ -317,6 +329,7 @@ class TricksterCLI(LightningCLI):
         data = data_args_from_tokenizer_state(tokenizer) if tokenizer else {}
         typed = self._values_given(read_config_files=False)  # what was typed: it wins over the checkpoint
         typed[subcommand].pop("ckpt_path", None)  # "last" was resolved to a file above
+        check_typed_tokenizer(ckpt_path, data, typed[subcommand].get("data") or {})
         self._check_config_files_against(ckpt_path, model, data, subcommand, typed[subcommand])
         from_checkpoint = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
         self.config = self.parser.parse_object(typed, from_checkpoint)
