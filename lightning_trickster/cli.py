@@ -28,6 +28,7 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_tt.errors import TTError
 
 from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSummary, SampleText
@@ -90,7 +91,14 @@ def bundled_configs() -> dict[str, Path]:
 def resolve_config(value: str) -> str:
     """A real path is used as given; a bare preset name ("nano" or "nano.yaml") means the bundled file."""
     if Path(value).is_file():
+        try:
+            Path(value).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) else f"not UTF-8 text: {err.reason} at byte {err.start}"
+            raise TricksterError(f"config {value} cannot be read ({reason}): pass a YAML file") from None
         return value
+    if value and Path(value).is_dir():
+        raise TricksterError(f"config {value} is a directory: pass a YAML file in it, or a bundled preset's name")
     presets = bundled_configs()
     name = Path(value).stem
     if Path(value).name in (name, f"{name}.yaml") and name in presets:
@@ -165,6 +173,9 @@ TRAINER_RULES = {
     "max_steps": (lambda v: v == -1 or v >= 1, "a whole number >= 1"),
     "log_every_n_steps": (lambda v: v is None or v >= 1, "a whole number >= 1"),
     "val_check_interval": (lambda v: v is None or v > 0, "a number > 0 (batches, or a fraction of an epoch)"),
+    # 0 would train nothing and still report the run as done.
+    "limit_train_batches": (lambda v: v is None or v > 0, "a number > 0 (batches, or a fraction of an epoch)"),
+    "num_sanity_val_steps": (lambda v: v is None or v >= -1, "a whole number >= 0, or -1 for the whole split"),
     "num_nodes": (lambda v: v >= 1, "a whole number >= 1"),
     "devices": (
         lambda v: v in ("auto", -1, "-1") or (isinstance(v, list) and v != []) or int(str(v)) >= 1,
@@ -195,6 +206,42 @@ def check_typed_tokenizer(checkpoint_path: str, saved: dict[str, Any], typed: di
         f"--data.tokenizer {typed['tokenizer']} given: drop --data.tokenizer (the checkpoint's own tokenizer is "
         f"used), or train a new model with {typed['tokenizer']} without --ckpt_path"
     )
+
+
+PATH_OPTIONS = {
+    "ckpt_path", "ckpt_dir", "path", "cache_dir", "prepared_dir", "tokenizer_path", "prompts_file", "default_root_dir",
+    "dirpath", "out", "output",
+}  # fmt: skip
+"""Options that name a file or directory: an empty string there would mean the current directory (a corpus, an
+output folder) or no checkpoint at all, never what was meant."""
+
+
+def check_no_empty_paths(config: Any, command_line: list[str], command: str) -> None:
+    """In a config file (strings) or on the command line (where a Path option has already become '.')."""
+    given = [key for key, value in config.items() if isinstance(value, str) and value == ""]
+    for i, arg in enumerate(command_line):
+        option, equals, value = arg.partition("=")
+        if option.startswith("--") and (value == "" if equals else command_line[i + 1 : i + 2] == [""]):
+            given.append(option.removeprefix("--"))
+    for key in given:
+        if key.rsplit(".", 1)[-1] in PATH_OPTIONS:
+            raise InvalidConfigError(
+                f"--{key} is an empty string: pass a path, or leave the option out ({PROG} {command} --help)"
+            )
+
+
+LOGGED_METRICS = ("val/loss", "val/perplexity")
+"""What a fit's validation logs (NanoTricksterModule): the values --checkpoint.monitor can watch when checkpoints
+are saved, at the end of validation."""
+
+
+def check_monitored_metric(monitor: Any) -> None:
+    """A metric the fit never logs would stop it with a traceback at the first checkpoint, after training."""
+    if monitor is not None and monitor not in LOGGED_METRICS:
+        raise InvalidConfigError(
+            f"--checkpoint.monitor {monitor!r} is not a metric this model logs: choose one of "
+            f"{', '.join(LOGGED_METRICS)} (val/loss is the default), or null to keep the newest checkpoints"
+        )
 
 
 class TricksterCLI(LightningCLI):
@@ -302,9 +349,19 @@ class TricksterCLI(LightningCLI):
         super().parse_arguments(parser, args)
         self._resumed_run: Path | None = None
         subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_no_empty_paths(self.config[subcommand], self._command_line, subcommand)
         if not subcommand or self.project_command:
             return
         config = self.config[subcommand]
+        if subcommand == "fit":
+            check_monitored_metric(config.checkpoint.monitor)
+        if subcommand == "predict" and not config.get("ckpt_path"):
+            # Without one it would sample noise from random weights, after building a vocabulary from the corpus
+            # (downloading tiny Shakespeare when no --data.path is given).
+            raise InvalidConfigError(
+                "predict needs --ckpt_path: pass a .ckpt written by fit, or 'last' for the newest run's last.ckpt"
+            )
         if config.get("ckpt_path") == "last":
             # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
             checkpoint = newest_last_checkpoint(Path(config.trainer.default_root_dir or "."))
@@ -319,7 +376,12 @@ class TricksterCLI(LightningCLI):
         Replaces LightningCLI's version, which lets the checkpoint override the command line."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand and not self.project_command else None
-        if not ckpt_path or ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry"):
+        if ckpt_path == "best":  # Lightning's name for the best checkpoint of a fit that ran before, in Python
+            raise InvalidConfigError(
+                "--ckpt_path best has no earlier fit to refer to in a new command: pass a .ckpt file (a run's "
+                "checkpoints/best-*.ckpt), or 'last' for the newest run's last.ckpt"
+            )
+        if not ckpt_path or ckpt_path == "hpc" or str(ckpt_path).startswith("registry"):
             return  # no checkpoint, or one of Lightning's own names: Lightning resolves it
         checkpoint = read_checkpoint(Path(ckpt_path))  # every checkpoint Lightning loads is checked here first
         self._checkpoint_step = checkpoint.get("global_step", 0)
@@ -409,8 +471,19 @@ class TricksterCLI(LightningCLI):
         check_compiler(config.model.get("compile"), config.trainer.accelerator)
 
     def instantiate_classes(self) -> None:
-        if not self.project_command:  # project commands build what they need themselves
+        if self.project_command:  # project commands build what they need themselves
+            return
+        try:
             super().instantiate_classes()
+        except TricksterError:
+            raise
+        except (MisconfigurationException, ValueError) as err:
+            # Lightning checks the values TRAINER_RULES does not (a bad accelerator or strategy name, negative
+            # limits or epochs, an unparsable max_time, ModelCheckpoint's save_top_k) as it builds the Trainer and
+            # its callbacks; its messages name the option and the value.
+            raise InvalidConfigError(
+                f"{' '.join(str(err).split())} Fix that option ({PROG} {self.config.subcommand} --help lists them)"
+            ) from None
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         if config.get("enable_progress_bar") is not False:  # Lightning refuses a progress bar it was told not to show
@@ -446,6 +519,14 @@ Global switches, anywhere on the line: -q/--quiet (warnings and errors only, no 
 Every command has --help."""
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """The device or host ran out of memory: a size the user chose does not fit this machine."""
+    message = str(err)
+    return isinstance(err, MemoryError | torch.OutOfMemoryError) or any(
+        text in message for text in ("can't allocate memory", "out of memory", "Out of memory")
+    )
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of `python -m lightning_trickster` and the `trickster` command."""
     from_command_line = args is None
@@ -472,6 +553,14 @@ def main(args: list[str] | None = None) -> None:
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(141) from None
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if debug or not is_out_of_memory(err):
+            raise
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        sys.stderr.write(
+            f"error: out of memory ({reason}): lower --data.batch_size, --model.max_seq_len or the model's size\n"
+        )
+        raise SystemExit(2) from None
     except (TricksterError, TTError, StoppedBySignal) as err:
         if debug:
             raise
