@@ -28,6 +28,7 @@ from lightning_trickster.prepared import (
     TokenizerRequest,
     find_prepared,
     list_corpus_files,
+    make_data_directory,
     prepare_corpus,
     scan_corpus,
 )
@@ -82,7 +83,7 @@ def download_tiny_shakespeare(cache_dir: Path, attempts: int = 3, timeout_s: flo
     target = cache_dir / "input.txt"
     if target.is_file() and _md5(target) == TINY_SHAKESPEARE_MD5:
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    make_data_directory(cache_dir)
     last_error: Exception | None = None
     for attempt in range(attempts):
         fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=".input.txt.")
@@ -434,6 +435,11 @@ class ShakespeareDataModule(pl.LightningDataModule):
         texts = list(self.hparams.prompts or [])
         if self.hparams.prompts_file:
             prompts_file = Path(self.hparams.prompts_file)
+            if prompts_file.is_dir():
+                raise DataError(
+                    f"prompts file {prompts_file} is a directory: pass --data.prompts_file a text file with one prompt "
+                    "per line"
+                )
             if not prompts_file.is_file():
                 raise DataError(
                     f"prompts file {prompts_file} not found: pass --data.prompts_file with an existing file"

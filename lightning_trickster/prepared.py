@@ -607,7 +607,7 @@ def prepare_corpus(
             instead of rebuilding it.
         scan: a scan of the corpus made earlier in this process, reused if no file changed since.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    make_data_directory(directory)
     with _DirectoryLock(directory):
         meta = read_meta(directory)
         if meta is not None:
@@ -626,6 +626,18 @@ def prepare_corpus(
         meta = _build(spec, directory, request, train_fraction, on_bad_file, scan)
         _remove_builds(directory, keep=meta["tokens_file"].split("/")[0])  # the copy it replaced
         return open_prepared(directory, meta, reused=False)
+
+
+def make_data_directory(directory: Path) -> None:
+    """Create a directory the data module writes to (a download or a prepared copy), or raise one line: a path
+    under a file, or one without write permission, would otherwise fail with a traceback."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"data directory {directory} cannot be created ({err.strerror or err}): pass --data.cache_dir (or "
+            "--data.prepared_dir) a directory you can write to"
+        ) from None
 
 
 def _remove_builds(directory: Path, keep: str | None) -> None:
