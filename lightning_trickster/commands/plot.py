@@ -86,5 +86,7 @@ def plot(run_dirs: Path | list[Path], output: Path = Path("curves.png")) -> None
         output: PNG to write.
     """
     runs = find_run_dirs([run_dirs] if isinstance(run_dirs, Path) else run_dirs)
+    if output.is_dir():  # matplotlib would write OUTPUT.png beside it instead
+        raise TricksterError(f"--output {output} is a directory: pass the PNG file to write (e.g. {output}/curves.png)")
     plot_runs(runs, output)
     print(f"wrote {output} ({len(runs)} run{'s' if len(runs) > 1 else ''})")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
-from lightning_trickster.errors import TricksterError
+from lightning_trickster.errors import InvalidConfigError, TricksterError
 from lightning_trickster.model import NanoTrickster, SamplingSettings
 
 
@@ -91,12 +91,17 @@ def stages(
         seed: every checkpoint samples with this seed.
         width: output width in characters (default: the terminal's).
     """
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not prompts or not all(prompts):
+        raise InvalidConfigError("--prompt is empty: give every prompt at least one character")
+    if width is not None and width < 1:
+        raise InvalidConfigError(f"--width must be at least 1 character, got {width}: or leave it out (the terminal's)")
     checkpoints = find_checkpoints(ckpt_dir)
     vocab_size = checkpoints[0].model.config.vocab_size
     sampling.check(vocab_size)
     runs = [untrained_twin(checkpoints[0], seed), *checkpoints]
     width = width or shutil.get_terminal_size((120, 40)).columns
-    for text in [prompt] if isinstance(prompt, str) else prompt:
+    for text in prompts:
         print(f"=== prompt {text!r} · {len(checkpoints)} checkpoints from {ckpt_dir} ===\n", flush=True)
         blocks = [(heading(stage, math.log(vocab_size)), sample(stage, text, sampling, seed)) for stage in runs]
         print(columns(blocks, width))
