@@ -22,16 +22,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from conftest import fit_args, write_small_corpus
 
-from lightning_trickster.checkpoint import read_checkpoint
+from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
 from lightning_trickster.errors import TricksterError
+from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, pick_fields
 from lightning_trickster.runs import newest_last_checkpoint, read_scalars
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -126,6 +128,55 @@ class BadInput:
     expect: str
     """A fragment the one-line message must contain."""
     env: dict[str, str] = field(default_factory=dict)
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    """What the case changes in this process while it runs (e.g. the C++ compiler inductor looks for)."""
+
+
+# A proxy that refuses connections: the real download path fails at once, as it does offline.
+OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+
+
+@contextlib.contextmanager
+def no_cpp_compiler() -> Iterator[None]:
+    """Inductor finds no C++ compiler, as on a machine without one (its $CXX is read once, at import; so this
+    replaces its search list instead)."""
+    from torch._inductor import config as inductor_config
+
+    from lightning_trickster.reliability import working_cpp_compiler
+
+    saved = inductor_config.cpp.cxx
+    inductor_config.cpp.cxx = (None, "/nonexistent/g++")
+    working_cpp_compiler.cache_clear()
+    try:
+        yield
+    finally:
+        inductor_config.cpp.cxx = saved
+        working_cpp_compiler.cache_clear()
+
+
+def write_bad_checkpoints(workspace: Path, checkpoint: Path) -> None:
+    """Files that are valid torch files but not complete checkpoints of this project, and the checkpoint of the same
+    run as if it had been trained with the byte tokenizer."""
+    saved = torch.load(checkpoint, weights_only=True)
+    weights = saved["state_dict"]
+    torch.save({"foo": 1}, workspace / "foreign.ckpt")
+    torch.save(weights, workspace / "bare_state_dict.ckpt")
+    torch.save({k: v for k, v in saved.items() if k != "hyper_parameters"}, workspace / "no_hparams.ckpt")
+    torch.save({**saved, "state_dict": {"encoder.weight": torch.ones(3, 3)}}, workspace / "other_model.ckpt")
+    bigger = {name: torch.zeros([size + 1 for size in tensor.shape]) for name, tensor in weights.items()}
+    torch.save({**saved, "state_dict": bigger}, workspace / "other_shapes.ckpt")
+    (workspace / "empty.ckpt").write_bytes(b"")
+    (workspace / "text.ckpt").write_text("step 3, val loss 5.2\n")
+    (workspace / "directory.ckpt").mkdir(exist_ok=True)
+    byte_shape = {**saved["hyper_parameters"], "vocab_size": 256}
+    byte_model = NanoTrickster(NanoTricksterConfig(**pick_fields(NanoTricksterConfig, byte_shape)))
+    byte_weights = {f"model.{name}": tensor for name, tensor in byte_model.state_dict().items()}
+    torch.save({**saved, "hyper_parameters": byte_shape, "state_dict": byte_weights,
+                DATAMODULE_KEY: {"tokenizer": {"name": "byte"}}}, workspace / "byte.ckpt")  # fmt: skip
+    stages_run = workspace / "truncated_run" / "checkpoints"
+    stages_run.mkdir(parents=True, exist_ok=True)
+    data = checkpoint.read_bytes()
+    (stages_run / "last.ckpt").write_bytes(data[: len(data) // 2])
 
 
 def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
@@ -142,6 +193,10 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
     (workspace / "truncated.ckpt").write_bytes(data[: len(data) // 2])
     (workspace / "a_file").write_text("not a directory")
     runs = workspace / "runs"
+    write_bad_checkpoints(workspace, checkpoint)
+    (workspace / "prompts.bin").write_bytes(b"Line\n\xff\xfe\x00\x01")
+    (workspace / "corpus_dir").mkdir(exist_ok=True)
+    (workspace / "corpus_dir" / "weights.bin").write_bytes(bytes(range(256)) * 4)
 
     def fit(*extra: str) -> list[str]:
         return fit_command(corpus, runs, 3, *extra)
@@ -161,6 +216,15 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
             '["Line"]',
             *extra,
         ]
+
+    def evaluate(command: str, *extra: str) -> list[str]:
+        return [
+            command, "--config", "cpu.yaml", "--data.path", str(corpus), "--trainer.default_root_dir", str(runs),
+            "--data.cache_dir", str(runs / "data"), "--trainer.enable_progress_bar", "false", *extra,
+        ]  # fmt: skip
+
+    def ckpt(name: str) -> str:
+        return str(workspace / name)
 
     return [
         BadInput("missing data file", fit("--data.path", str(workspace / "missing.txt")), "not found"),
@@ -213,8 +277,7 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
             "offline, no local corpus",
             [*fit_command(corpus, runs, 3), "--data.path", "null", "--data.cache_dir", str(workspace / "no_cache")],
             "could not download tiny Shakespeare",
-            # A proxy that refuses connections: the real download path fails at once, as it does offline.
-            env={"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"},
+            env=OFFLINE,
         ),
         BadInput(
             "unwritable output directory",
@@ -226,7 +289,78 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
             fit("--trainer.accelerator", "tt", "--trainer.strategy", "tt"),
             "cannot run here",
         ),
-    ]
+        # Checkpoints that torch can load but that are not complete checkpoints of this project, for every command
+        # that takes one.
+        BadInput("checkpoint of another program (no state_dict), fit", fit("--ckpt_path", ckpt("foreign.ckpt")),
+                 "foreign.ckpt is not a complete checkpoint of this project: it has no state_dict"),
+        BadInput("checkpoint of bare weights, predict", predict("--ckpt_path", ckpt("bare_state_dict.ckpt")),
+                 "it holds bare weights"),
+        BadInput("checkpoint without hyper_parameters, validate",
+                 evaluate("validate", "--ckpt_path", ckpt("no_hparams.ckpt")), "it has no hyper_parameters"),
+        BadInput("checkpoint of another model's weights, test",
+                 evaluate("test", "--ckpt_path", ckpt("other_model.ckpt")), "its weights are not this model's"),
+        BadInput("checkpoint whose weights contradict its shape, export",
+                 ["export", "--ckpt_path", ckpt("other_shapes.ckpt"), "--out", str(workspace / "exported")],
+                 "its weights do not have the shapes its hyper_parameters describe"),
+        BadInput("empty checkpoint file, complete", ["complete", "--ckpt_path", ckpt("empty.ckpt")],
+                 "empty.ckpt could not be read (the file is empty"),
+        BadInput("text file as checkpoint, predict", predict("--ckpt_path", ckpt("text.ckpt")),
+                 "it is not a file torch.save wrote"),
+        BadInput("directory as checkpoint, fit", fit("--ckpt_path", ckpt("directory.ckpt")),
+                 "directory.ckpt is a directory, not a file"),
+        BadInput("truncated checkpoint in a run, stages",
+                 ["stages", "--ckpt_dir", str(workspace / "truncated_run"), "--sampling.max_new_tokens", "4"],
+                 "could not be read (the file is truncated or corrupt"),
+        # Messages that used to name another problem than the real one.
+        BadInput("another tokenizer than the checkpoint's, fit",
+                 fit("--ckpt_path", str(checkpoint), "--data.tokenizer", "byte"),
+                 "was trained with the char tokenizer, not the --data.tokenizer byte given: drop --data.tokenizer"),
+        BadInput("byte checkpoint predicted with --data.tokenizer char, offline",
+                 predict("--ckpt_path", ckpt("byte.ckpt"), "--data.tokenizer", "char"),
+                 "was trained with the byte tokenizer, not the --data.tokenizer char given", env=OFFLINE),
+        BadInput("directory without text files as corpus", fit("--data.path", str(workspace / "corpus_dir")),
+                 "has no text files"),
+        BadInput("resume under a config that sets another model shape",
+                 ["fit", "--config", "cpu.yaml", "--data.path", str(corpus), "--trainer.default_root_dir", str(runs),
+                  "--data.cache_dir", str(runs / "data"), "--ckpt_path", str(checkpoint)],
+                 "was trained with another model or tokenizer than the config file sets"),
+        # Impossible Trainer values: the project's own rules, then Lightning's, all before anything is built.
+        BadInput("accumulate_grad_batches 0", fit("--trainer.accumulate_grad_batches", "0"),
+                 "--trainer.accumulate_grad_batches 0 is not possible"),
+        BadInput("negative gradient_clip_val", fit("--trainer.gradient_clip_val", "-1"),
+                 "--trainer.gradient_clip_val -1.0 is not possible"),
+        BadInput("devices 0", fit("--trainer.devices", "0"), "--trainer.devices '0' is not possible"),
+        BadInput("seed out of range", fit("--seed_everything", "99999999999999"), "pick a seed in that range"),
+        BadInput("unknown accelerator name", fit("--trainer.accelerator", "bogus"),
+                 "invalid accelerator name: `accelerator='bogus'`"),
+        BadInput("unknown strategy name", fit("--trainer.strategy", "bogus"), "invalid strategy name"),
+        BadInput("negative max_epochs", fit("--trainer.max_epochs", "-2"), "`max_epochs` must be a non-negative"),
+        BadInput("negative limit_val_batches", fit("--trainer.limit_val_batches", "-1"),
+                 "invalid value -1.0 for limit_val_batches"),
+        BadInput("unparsable max_time", fit("--trainer.max_time", "soon"), "is not a valid duration"),
+        # Sampling.
+        BadInput("binary prompts file", predict("--data.prompts_file", str(workspace / "prompts.bin")),
+                 "prompts.bin is not UTF-8 text"),
+        BadInput("predict without --ckpt_path",
+                 ["predict", "--config", "cpu.yaml", "--trainer.default_root_dir", str(runs), "--data.prompts",
+                  '["Line"]'], "predict needs --ckpt_path"),
+        # Found by going through every option and file the CLI takes.
+        BadInput("empty string as --data.path", fit("--data.path", ""), "--data.path is an empty string"),
+        BadInput("empty string as export --out", ["export", "--ckpt_path", str(checkpoint), "--out", ""],
+                 "--out is an empty string"),
+        BadInput("data cache directory under a file", fit("--data.cache_dir", str(workspace / "a_file" / "cache")),
+                 "cannot be created (Not a directory): pass --data.cache_dir"),
+        BadInput("checkpoint directory under a file", fit("--checkpoint.dirpath", str(workspace / "a_file" / "ckpts")),
+                 "checkpoint directory"),
+        BadInput("--checkpoint.monitor that validation never logs", fit("--checkpoint.monitor", "train/loss"),
+                 "is not a metric this model logs"),
+        BadInput("negative --checkpoint.save_top_k", fit("--checkpoint.save_top_k", "-5"), "save_top_k=-5"),
+        BadInput("model.betas outside [0, 1)", fit("--model.betas", "[1.5, 0.9]"), "model.betas must be two numbers"),
+        BadInput("binary config file", fit("--config", str(workspace / "prompts.bin")), "not UTF-8 text"),
+        BadInput("--ckpt_path best in a new command", predict("--ckpt_path", "best"), "--ckpt_path best has no"),
+        BadInput("--model.compile true without a C++ compiler", fit("--model.compile", "true",
+                 "--trainer.accelerator", "cpu"), "needs a working C++ compiler", context=no_cpp_compiler),
+    ]  # fmt: skip
 
 
 @dataclass
@@ -257,7 +391,7 @@ def run_in_process(case: BadInput) -> Outcome:
     os.environ.update(case.env)
     exit_code, traceback = 0, False
     try:
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        with case.context(), contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
             main(list(case.args))
     except SystemExit as exit_info:
         exit_code = exit_info.code if isinstance(exit_info.code, int) else 1
@@ -455,7 +589,12 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def run_suite(
-    kills: int = 5, save_kills: int = 2, max_steps: int = 12, seed: int | None = None, workdir: Path | None = None
+    kills: int = 5,
+    save_kills: int = 2,
+    max_steps: int = 12,
+    seed: int | None = None,
+    workdir: Path | None = None,
+    only: Literal["bad_input"] | None = None,
 ) -> None:
     """Run every fault scenario and bad input and print the summary table.
 
@@ -465,6 +604,7 @@ def run_suite(
         max_steps: steps per fit (validation and checkpoint every 3).
         seed: seed of the random fault points (default: random).
         workdir: keep the runs here (default: a temporary directory).
+        only: "bad_input" runs just the bad inputs, against a checkpoint of one 3-step fit (about a minute).
     """
     seed = seed if seed is not None else random.SystemRandom().randrange(10_000)
     rng = random.Random(seed)
@@ -473,6 +613,8 @@ def run_suite(
         workspace = workdir or Path(temporary)
         workspace.mkdir(parents=True, exist_ok=True)
         corpus = write_small_corpus(workspace / "corpus.txt")
+        if only == "bad_input":
+            max_steps, kills, save_kills = 3, 0, 0
         print(f"fault suite (seed {seed}): tiny model, {max_steps} steps, validation and checkpoint every 3 steps")
         reference_run = run_cli(fit_command(corpus, workspace / "reference", max_steps))
         if reference_run.returncode != 0:
@@ -490,7 +632,7 @@ def run_suite(
                     corpus, workspace / f"savekill{i}", max_steps, reference, rng.randrange(2, 2 * (max_steps // 3))
                 )
             )
-        for name in ("SIGINT", "SIGTERM"):
+        for name in ("SIGINT", "SIGTERM") if only is None else ():
             results.append(
                 stop_with_signal(
                     corpus,
@@ -502,9 +644,10 @@ def run_suite(
                     rng.uniform(0.0, 0.05),
                 )
             )
-        nan_step = rng.randrange(4, max_steps - 1)
-        results.append(nonfinite(corpus, workspace / "nan_stop", max_steps, "stop", nan_step))
-        results.append(nonfinite(corpus, workspace / "nan_skip", max_steps, "skip", nan_step))
+        if only is None:
+            nan_step = rng.randrange(4, max_steps - 1)
+            results.append(nonfinite(corpus, workspace / "nan_stop", max_steps, "stop", nan_step))
+            results.append(nonfinite(corpus, workspace / "nan_skip", max_steps, "skip", nan_step))
         for result in results:
             print(f"  {result.scenario}: {result.detail}")
 

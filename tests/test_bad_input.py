@@ -21,6 +21,7 @@ COVERED_ELSEWHERE = {
     "unknown config name",  # test_cli.py
     "prompt outside the char vocabulary",  # test_cli.py
     "accelerator tt without ttnn/ttml/chip",  # test_tt_plugin.py
+    "--model.compile true without a C++ compiler",  # below: a fallback to eager passes too
 }
 
 
@@ -38,7 +39,8 @@ def case_names() -> list[str]:
 
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "fake.ckpt"
-        checkpoint.write_bytes(b"0" * 16)
+        shape = {"hidden_dim": 4, "num_layers": 1, "num_heads": 1, "mlp_dim": 4, "max_seq_len": 4, "vocab_size": 4}
+        torch.save({"state_dict": {}, "hyper_parameters": shape}, checkpoint)  # the cases derive files from it
         return [case.name for case in bad_input_cases(Path(scratch), checkpoint) if case.name not in COVERED_ELSEWHERE]
 
 
@@ -51,6 +53,33 @@ def test_bad_input_is_one_clear_line_and_a_non_zero_exit(name, workspace, monkey
     assert not outcome.traceback, outcome.stderr
     assert outcome.exit_code == 2
     assert outcome.is_clean_error(case.expect), outcome.stderr
+
+
+def test_compile_without_a_cpp_compiler_falls_back_or_is_one_line_never_a_traceback(workspace):
+    root, checkpoint = workspace
+    case = {case.name: case for case in bad_input_cases(root / "cases", checkpoint)}[
+        "--model.compile true without a C++ compiler"
+    ]
+    outcome = run_in_process(case)
+    assert not outcome.traceback and "Traceback" not in outcome.stderr, outcome.stderr
+    if outcome.exit_code == 0:  # a fallback to eager: one warning line names the missing compiler
+        assert len([line for line in outcome.stderr.splitlines() if "compiler" in line]) == 1, outcome.stderr
+    else:
+        assert outcome.exit_code == 2
+        assert outcome.is_clean_error("C++ compiler"), outcome.stderr
+
+
+def test_working_cpp_compiler_finds_the_compiler_inductor_uses_or_none():
+    from faults import no_cpp_compiler
+
+    from lightning_trickster.reliability import inductor_cpp_compilers, working_cpp_compiler
+
+    with no_cpp_compiler():
+        assert working_cpp_compiler() is None
+        assert inductor_cpp_compilers() == ["/nonexistent/g++"]
+    found = working_cpp_compiler()
+    assert found is None or Path(found).name in [Path(name).name for name in inductor_cpp_compilers()]
+    assert working_cpp_compiler() is found  # detected once
 
 
 def test_debug_switch_shows_the_traceback(small_corpus, tmp_path, monkeypatch):
