@@ -481,8 +481,9 @@ class TricksterCLI(LightningCLI):
             # Lightning checks the values TRAINER_RULES does not (a bad accelerator or strategy name, negative
             # limits or epochs, an unparsable max_time, ModelCheckpoint's save_top_k) as it builds the Trainer and
             # its callbacks; its messages name the option and the value.
+            message = " ".join(str(err).split()).rstrip(".")
             raise InvalidConfigError(
-                f"{' '.join(str(err).split())} Fix that option ({PROG} {self.config.subcommand} --help lists them)"
+                f"{message}: fix that option ({PROG} {self.config.subcommand} --help lists them)"
             ) from None
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
