@@ -46,7 +46,7 @@ def test_a_crash_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_pa
     monkeypatch.setattr(io, "write", dies_half_way)
     with pytest.raises(OSError, match="No space left"):
         io.save_checkpoint({"global_step": 6, "state_dict": {"w": torch.zeros(4)}}, path)
-    assert read_checkpoint(path)["global_step"] == 3
+    assert torch.load(path, weights_only=True)["global_step"] == 3  # (not a model checkpoint: only the IO is tested)
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
 
 
