@@ -77,6 +77,27 @@ class KillDuringCheckpointWrite(pl.Callback):
         checkpoint_io.write = write
 
 
+class DiskFullDuringSave(pl.Callback):
+    """Make the `save_number`-th checkpoint write (1 = the first) fail as a full disk does, after writing half."""
+
+    def __init__(self, save_number: int) -> None:
+        self.save_number = save_number
+        self.saves = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        checkpoint_io = trainer.strategy.checkpoint_io
+        complete_write = checkpoint_io.write
+
+        def write(checkpoint: dict[str, Any], file: Any) -> None:
+            self.saves += 1
+            if self.saves == self.save_number:
+                file.write(b"PK\x03\x04 half a checkpoint")
+                raise OSError(28, "No space left on device")
+            complete_write(checkpoint, file)
+
+        checkpoint_io.write = write
+
+
 class SignalDuringStep(pl.Callback):
     """Send `signal_name` to this process `delay_s` seconds after optimizer step `step` completes, so it lands at
     an arbitrary point of a later step (a real signal through the kernel, from a timer thread)."""
@@ -576,6 +597,104 @@ def nonfinite(corpus: Path, root: Path, max_steps: int, action: str, step: int) 
     )
 
 
+def disk_full(corpus: Path, root: Path, max_steps: int, reference: Path, save_number: int) -> FaultResult:
+    run = run_cli(fit_command(corpus, root, max_steps, *injector(DiskFullDuringSave, save_number=save_number)))
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    clean = run.returncode == 2 and bool(lines) and lines[-1].startswith("error: could not write checkpoint")
+    kept = saved_step(root) or 0
+    intact = checkpoints_intact(root)
+    leftovers = len(list(root.glob("lightning_logs/version_*/checkpoints/.*.tmp")))
+    equal, detail = resume_and_compare(corpus, root, max_steps, reference)
+    return FaultResult(
+        "disk full during a checkpoint write",
+        f"save #{save_number} failed; exit {run.returncode}, last.ckpt at step {kept}, {leftovers} temp file(s) left; "
+        f"{detail}",
+        "Traceback" in run.stderr,
+        min(kept + 3, max_steps) - kept,
+        intact,
+        equal,
+        clean,
+    )
+
+
+def signal_during_command(command: str, args: list[str], ready: str, name: str) -> FaultResult:
+    """Start a command other than fit, send the signal once `ready` appears in its output (it is then busy), and
+    expect it to stop at once with 128 + signal and one line."""
+    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "lightning_trickster", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env={**os.environ, "PYTHONPATH": path}, preexec_fn=default_signal_handling,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:
+            if ready in line:
+                break
+        time.sleep(0.5)  # inside the long-running part
+        sent = time.monotonic()
+        process.send_signal(signal.Signals[name])
+        rest, _ = process.communicate(timeout=60)
+        seconds = time.monotonic() - sent
+    finally:
+        process.kill()
+    lines = [line for line in rest.splitlines() if line.strip()]
+    clean = (
+        process.returncode == 128 + signal.Signals[name]
+        and bool(lines)
+        and lines[-1] == f"error: stopped by {name}: what was already written is kept"
+        and seconds < 10
+    )
+    return FaultResult(
+        f"{name} during another command",
+        f"{command}: exit {process.returncode} {seconds:.1f} s after the signal",
+        "Traceback" in rest,
+        None,
+        (0, 0),
+        None,
+        clean,
+    )
+
+
+def signals_in_every_command(checkpoint: Path, corpus: Path, root: Path) -> list[FaultResult]:
+    """Every command that runs for long besides fit: its own evaluation loops, generation and tokenizing."""
+    root.mkdir(parents=True, exist_ok=True)
+    long_corpus = root / "long_corpus.txt"  # the checkpoint's characters, long enough that validate is still busy
+    long_corpus.write_text(corpus.read_text() * 50)
+    endless = "1000000"
+    commands = {
+        "validate": (["validate", "--config", "cpu.yaml", "--data.path", str(long_corpus), "--data.cache_dir",
+                      str(root / "data"), "--ckpt_path", str(checkpoint), "--trainer.enable_progress_bar", "false",
+                      "--data.batch_size", "1"],
+                     "Seed set"),
+        "predict": (["predict", "--config", "cpu.yaml", "--ckpt_path", str(checkpoint), "--data.prompts", '["Line"]',
+                     "--model.max_new_tokens", endless, "--trainer.enable_progress_bar", "false"], "Seed set"),
+        "stages": (["stages", "--ckpt_dir", str(checkpoint.parent), "--prompt", "Line", "--sampling.max_new_tokens",
+                    endless], "=== prompt"),
+        "prepare": (["prepare", "--config", "cpu.yaml", "--data.path", str(TESTS_DIR / "data" / "tinyshakespeare.txt"),
+                     "--data.tokenizer", "bpe",
+                     "--data.vocab_size", "4096", "--data.cache_dir", str(root / "bpe")], "prepare"),
+    }  # fmt: skip
+    return [
+        signal_during_command(command, args, ready, name)
+        for command, (args, ready) in commands.items()
+        for name in ("SIGINT", "SIGTERM")
+    ]
+
+
+def precision_with_clipping(corpus: Path, root: Path, max_steps: int, precision: str) -> FaultResult:
+    run = run_cli(fit_command(corpus, root, max_steps, "--trainer.precision", precision,
+                              "--trainer.gradient_clip_val", "0.5"))  # fmt: skip
+    kept = saved_step(root) or 0
+    return FaultResult(
+        f"{precision} with gradient clipping",
+        f"exit {run.returncode}, finished at step {kept} of {max_steps}",
+        "Traceback" in run.stderr,
+        None,
+        checkpoints_intact(root),
+        None,
+        run.returncode == 0 and kept == max_steps,
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The suite
 
@@ -594,7 +713,7 @@ def run_suite(
     max_steps: int = 12,
     seed: int | None = None,
     workdir: Path | None = None,
-    only: Literal["bad_input"] | None = None,
+    only: Literal["bad_input", "commands"] | None = None,
 ) -> None:
     """Run every fault scenario and bad input and print the summary table.
 
@@ -604,7 +723,8 @@ def run_suite(
         max_steps: steps per fit (validation and checkpoint every 3).
         seed: seed of the random fault points (default: random).
         workdir: keep the runs here (default: a temporary directory).
-        only: "bad_input" runs just the bad inputs, against a checkpoint of one 3-step fit (about a minute).
+        only: "bad_input" runs just the bad inputs, against a checkpoint of one 3-step fit (about a minute);
+            "commands" just SIGINT/SIGTERM in the other commands, a full disk and mixed precision with clipping.
     """
     seed = seed if seed is not None else random.SystemRandom().randrange(10_000)
     rng = random.Random(seed)
@@ -613,8 +733,8 @@ def run_suite(
         workspace = workdir or Path(temporary)
         workspace.mkdir(parents=True, exist_ok=True)
         corpus = write_small_corpus(workspace / "corpus.txt")
-        if only == "bad_input":
-            max_steps, kills, save_kills = 3, 0, 0
+        if only is not None:
+            max_steps, kills, save_kills = 3 if only == "bad_input" else 6, 0, 0
         print(f"fault suite (seed {seed}): tiny model, {max_steps} steps, validation and checkpoint every 3 steps")
         reference_run = run_cli(fit_command(corpus, workspace / "reference", max_steps))
         if reference_run.returncode != 0:
@@ -648,10 +768,16 @@ def run_suite(
             nan_step = rng.randrange(4, max_steps - 1)
             results.append(nonfinite(corpus, workspace / "nan_stop", max_steps, "stop", nan_step))
             results.append(nonfinite(corpus, workspace / "nan_skip", max_steps, "skip", nan_step))
+        if only in (None, "commands"):
+            save_number = rng.randrange(1, max_steps // 3 + 1)
+            results.append(disk_full(corpus, workspace / "disk_full", max_steps, reference, save_number))
+            results.extend(signals_in_every_command(reference, corpus, workspace / "commands"))
+            for precision in ("bf16-mixed", "16-mixed"):  # the CLI runs fp16 as bf16 on a CPU (see test_precision)
+                results.append(precision_with_clipping(corpus, workspace / precision, max_steps, precision))
         for result in results:
             print(f"  {result.scenario}: {result.detail}")
 
-        cases = bad_input_cases(workspace / "bad", reference)
+        cases = bad_input_cases(workspace / "bad", reference) if only in (None, "bad_input") else []
         for name in ("lightning.pytorch", "lightning.fabric"):  # keep the report readable: errors only
             logging.getLogger(name).setLevel(logging.WARNING)
         outcomes = [(case, run_in_process(case)) for case in cases]
@@ -686,21 +812,22 @@ def run_suite(
                 f"{sum(clean)}/{len(clean)}" if clean else "-",
                 str(sum(r.traceback for r in group)),
                 str(max(lost)) if lost else "-",
-                f"{intact[0]}/{intact[1]}",
+                f"{intact[0]}/{intact[1]}" if intact[1] else "-",
                 f"{sum(resumed)}/{len(resumed)}" if resumed else "-",
             ]
         )
-    rows.append(
-        [
-            "bad inputs (CLI)",
-            str(len(outcomes)),
-            f"{sum(o.is_clean_error(c.expect) for c, o in outcomes)}/{len(outcomes)}",
-            str(sum(o.traceback or "Traceback" in o.stderr for _, o in outcomes)),
-            "-",
-            "-",
-            "-",
-        ]
-    )
+    if outcomes:
+        rows.append(
+            [
+                "bad inputs (CLI)",
+                str(len(outcomes)),
+                f"{sum(o.is_clean_error(c.expect) for c, o in outcomes)}/{len(outcomes)}",
+                str(sum(o.traceback or "Traceback" in o.stderr for _, o in outcomes)),
+                "-",
+                "-",
+                "-",
+            ]
+        )
     print()
     print_table(rows)
     print(f"\n{time.perf_counter() - started:.0f} s; rerun these fault points with --seed {seed}")
