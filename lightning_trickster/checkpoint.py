@@ -19,10 +19,11 @@ DATAMODULE_KEY = "ShakespeareDataModule"
 NOT_A_CHECKPOINT_FIX = "pass a .ckpt file written by this project's fit (e.g. a run's checkpoints/last.ckpt)"
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The one way a checkpoint is opened (fit, validate, test, predict, stages, complete, export): load it without
     running pickled code and check that it is a complete checkpoint of this project's model, or raise one line
     naming the file, what is wrong with it and what to pass instead."""
+    path = Path(path)
     if not path.exists():
         raise TricksterError(
             f"checkpoint {path} not found: pass an existing .ckpt file, or 'last' for the newest run's last.ckpt"
@@ -165,7 +166,8 @@ class TrainedModel:
     path: Path
 
 
-def load_trained_model(path: Path) -> TrainedModel:
+def load_trained_model(path: str | Path) -> TrainedModel:
+    path = Path(path)
     checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters", {})
     model = NanoTrickster(NanoTricksterConfig(**pick_fields(NanoTricksterConfig, hparams)))

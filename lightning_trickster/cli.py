@@ -475,7 +475,7 @@ class TricksterCLI(LightningCLI):
             return
         try:
             super().instantiate_classes()
-        except TricksterError:
+        except (TricksterError, TTError):  # already one line naming the fix
             raise
         except (MisconfigurationException, ValueError) as err:
             # Lightning checks the values TRAINER_RULES does not (a bad accelerator or strategy name, negative
