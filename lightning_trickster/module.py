@@ -78,6 +78,8 @@ class NanoTricksterModule(pl.LightningModule):
             raise InvalidConfigError(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         if muon_learning_rate <= 0:
             raise InvalidConfigError(f"model.muon_learning_rate must be positive, got {muon_learning_rate}")
+        if weight_decay < 0:  # AdamW would push the weights away from zero instead
+            raise InvalidConfigError(f"model.weight_decay must be >= 0, got {weight_decay}: e.g. 0.1, or 0 for none")
         if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
             raise InvalidConfigError(f"model.betas must be two numbers in [0, 1), got {list(betas)}: e.g. [0.9, 0.95]")
         self.model = NanoTrickster(NanoTricksterConfig(**shape))

@@ -377,6 +377,7 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
                  "is not a metric this model logs"),
         BadInput("negative --checkpoint.save_top_k", fit("--checkpoint.save_top_k", "-5"), "save_top_k=-5"),
         BadInput("model.betas outside [0, 1)", fit("--model.betas", "[1.5, 0.9]"), "model.betas must be two numbers"),
+        BadInput("negative weight decay", fit("--model.weight_decay", "-1"), "model.weight_decay must be >= 0"),
         BadInput("binary config file", fit("--config", str(workspace / "prompts.bin")), "not UTF-8 text"),
         BadInput("--ckpt_path best in a new command", predict("--ckpt_path", "best"), "--ckpt_path best has no"),
         BadInput("--model.compile true without a C++ compiler", fit("--model.compile", "true",
