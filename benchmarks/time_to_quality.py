@@ -31,7 +31,7 @@ from lightning_trickster.runs import read_scalars, training_runs  # noqa: E402
 CORPUS = REPO / "tests" / "data" / "tinyshakespeare.txt"
 REFERENCE = Path(__file__).resolve().parent / "cpu_reference.yaml"
 
-SHORT = ["--trainer.max_steps", "1400", "--trainer.val_check_interval", "350"]
+SHORT = ["--trainer.max_steps", "1500", "--trainer.val_check_interval", "1500", "--sampling.every_n_steps", "500"]
 """cpu.yaml's recipe on a shorter schedule: how soon it reaches the reference's loss."""
 
 VARIANTS: dict[str, list[str]] = {
