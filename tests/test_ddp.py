@@ -23,8 +23,10 @@ from lightning_trickster.module import NanoTricksterModule
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
-TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+# AdamW in both, so DDP and FSDP (which shards the matrices Muon needs whole) take comparable steps.
+TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.optimizer", "adamw"]
 SHARDED = [
+    "--model.optimizer", "adamw",
     "--trainer.devices", "2",
     "--trainer.strategy", "lightning_trickster.sharding.ShardedStrategy",
     "--trainer.strategy.auto_wrap_policy", "[lightning_trickster.model.Block]",
