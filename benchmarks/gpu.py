@@ -13,19 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from lightning_trickster.runs import read_scalars, training_runs  # noqa: E402
-
-CORPUS = REPO / "tests" / "data" / "tinyshakespeare.txt"
-"""Tiny Shakespeare as shipped with the tests: the GPU machine needs no download."""
+from cli_runs import CORPUS, fit_result, run_cli
 
 GPU_SETTINGS = ["--trainer.accelerator", "gpu", "--trainer.precision", "bf16-mixed", "--model.compile", "true"]
 SMOKE_SETTINGS = [
@@ -35,27 +26,8 @@ SMOKE_SETTINGS = [
 ]  # fmt: skip
 
 
-def run(command: list[str], timeout_s: float) -> tuple[str, float]:
-    """Run `python -m lightning_trickster COMMAND...`; its output (stdout, then stderr) and wall seconds. Fails
-    loudly on a non-zero exit."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "lightning_trickster", *command],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"error: `{' '.join(command[:3])} ...` exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return done.stdout + done.stderr, seconds
-
-
 def last_json(output: str) -> dict:
     return json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))
-
-
-def steps_trained(output: str) -> int:
-    """From fit's summary line, `fit done: N/M steps, ...`."""
-    return int(re.search(r"fit done: (\d+)/", output).group(1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.smoke:
         bench_steps = ["--bench.steps", "50", "--bench.warmup_steps", "10", "--bench.repeats", "2"]
     work.mkdir(parents=True, exist_ok=True)
-    _, seconds = run(["bench", *settings, *bench_steps, "--bench.output", str(bench_json)], timeout_s=180)
+    _, seconds = run_cli(["bench", *settings, *bench_steps, "--bench.output", str(bench_json)], timeout_s=180)
     bench = json.loads(bench_json.read_text())
     report["bench"] = {key: bench[key] for key in ("device", "train_tokens_per_sec", "mfu", "ms_per_step",
                                                    "lightning_vs_raw", "peak_memory_mb", "torch")}  # fmt: skip
@@ -94,23 +66,22 @@ def main(argv: list[str] | None = None) -> None:
             "4",
         ]
     hh_mm_ss = time.strftime("%H:%M:%S", time.gmtime(budget))
-    output, seconds = run(["fit", *settings, *fit_steps, "--trainer.max_time", f"00:{hh_mm_ss}",
+    output, seconds = run_cli(["fit", *settings, *fit_steps, "--trainer.max_time", f"00:{hh_mm_ss}",
                       "--trainer.default_root_dir", str(fit_root), "--trainer.enable_progress_bar", "false",
                       "--sampling.every_n_steps", "0"], timeout_s=budget + 180)  # fmt: skip
-    scalars = read_scalars(training_runs(fit_root)[-1])
-    val = [(step, value) for step, value in scalars["val/loss"] if step > 0]  # step 0: the untrained baseline
+    fit = fit_result(output, fit_root)
     report["fit"] = {
         "wall_seconds": round(seconds, 1),
         "budget_seconds": budget,
-        "steps": steps_trained(output),
-        "best_val_loss": round(min(value for _, value in val), 4),
-        "final_val_loss": round(val[-1][1], 4),
+        "steps": fit["steps"],
+        "best_val_loss": fit["best_val"],
+        "final_val_loss": fit["final_val"],
     }
 
     tokens = (
         ["--new_tokens", "8", "--batch_sizes", "[1]", "--compiled", "false"] if args.smoke else ["--new_tokens", "500"]
     )
-    output, seconds = run(["bench-generation", *settings, *tokens], timeout_s=300)
+    output, seconds = run_cli(["bench-generation", *settings, *tokens], timeout_s=300)
     report["generation"] = last_json(output)
     report["generation"]["seconds"] = round(seconds, 1)
 

@@ -15,20 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from cli_runs import CORPUS, fit_result, run_cli
 
-from lightning_trickster.runs import read_scalars, training_runs  # noqa: E402
-
-CORPUS = REPO / "tests" / "data" / "tinyshakespeare.txt"
 REFERENCE = Path(__file__).resolve().parent / "cpu_reference.yaml"
 
 SHORT = ["--trainer.max_steps", "1500", "--trainer.val_check_interval", "1500", "--sampling.every_n_steps", "500"]
@@ -50,18 +42,10 @@ SMOKE = ["--model.hidden_dim", "16", "--model.num_layers", "1", "--model.num_hea
 
 def timed_fit(settings: list[str], seed: int, root: Path) -> dict:
     """One fit as a user runs it; its wall seconds and validation losses."""
-    command = [sys.executable, "-m", "lightning_trickster", "fit", *settings, "--data.path", str(CORPUS),
-               "--seed_everything", str(seed), "--trainer.default_root_dir", str(root),
-               "--trainer.enable_progress_bar", "false"]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"error: {' '.join(command[3:])} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    val = [(step, value) for step, value in read_scalars(training_runs(root)[-1])["val/loss"] if step > 0]
-    steps = int(re.search(r"fit done: (\d+)/", done.stdout + done.stderr).group(1))  # fit's summary line
-    return {"seconds": round(seconds, 1), "steps": steps, "best_val": round(min(v for _, v in val), 4),
-            "final_val": round(val[-1][1], 4)}  # fmt: skip
+    output, seconds = run_cli(["fit", *settings, "--data.path", str(CORPUS), "--seed_everything", str(seed),
+                               "--trainer.default_root_dir", str(root),
+                               "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    return {"seconds": round(seconds, 1), **fit_result(output, root)}
 
 
 def spread(values: list[float]) -> float:

@@ -45,9 +45,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
     ) -> None:
         self.muon = torch.optim.Muon(matrices, lr=muon_lr, weight_decay=muon_weight_decay)
         self.adamw = torch.optim.AdamW(adamw_groups, lr=adamw_lr, betas=betas, fused=fused)
+        # add_param_group appends the very dicts it is given: a scheduler's lr changes reach both optimizers.
         super().__init__(self.muon.param_groups + self.adamw.param_groups, defaults={})
-        # add_param_group above appended the same dicts: no copies whose lr a scheduler would change in vain.
-        self.param_groups = self.muon.param_groups + self.adamw.param_groups
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -65,6 +64,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.muon.load_state_dict(state_dict["muon"])
         self.adamw.load_state_dict(state_dict["adamw"])
+        # Loading replaces the inner optimizers' group dicts: share the new ones.
         self.param_groups = self.muon.param_groups + self.adamw.param_groups
 
 

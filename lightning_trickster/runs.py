@@ -29,22 +29,12 @@ def newest_last_checkpoint(root: Path) -> Path:
 def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series TensorBoard shows for a run folder: tag -> [(step, value)] in the order written. Events a
     resumed run purged (those logged after its checkpoint by the interrupted run) are not included."""
-    events = _scalar_events(run)
-    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
-def scalar_wall_times(run: Path, tag: str) -> list[tuple[int, float, float]]:
-    """One scalar series of a run folder with the time each point was written: [(step, value, unix time)]."""
-    return [(event.step, event.value, event.wall_time) for event in _scalar_events(run).Scalars(tag)]
-
-
-def _scalar_events(run: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logging.getLogger("tensorboard").setLevel(logging.ERROR)  # it reports the purge of orphaned events
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: keep every point
     events.Reload()
-    return events
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 def evaluation_dir(command: str, ckpt_path: str | None, root: Path) -> Path:

@@ -42,7 +42,7 @@ def measure_generation(
     return batch_size * new_tokens / (time.perf_counter() - start), tokens
 
 
-def generation_device(preset: Preset) -> torch.device:
+def preset_device(preset: Preset) -> torch.device:
     """Where the configuration's accelerator computes: CUDA for gpu/cuda (and auto with a GPU), else the CPU."""
     accelerator = preset.config.trainer.accelerator
     wants_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
@@ -69,7 +69,7 @@ def bench_generation(
     batch_sizes = [batch_sizes] if isinstance(batch_sizes, int) else batch_sizes
     if new_tokens <= 0 or any(size <= 0 for size in batch_sizes):
         raise InvalidConfigError(f"--new_tokens and --batch_sizes must be positive, got {new_tokens}, {batch_sizes}")
-    device = generation_device(preset)
+    device = preset_device(preset)
     if compiled is None:
         compiled = device.type == "cuda" or working_cpp_compiler() is not None
     elif compiled and device.type == "cpu" and working_cpp_compiler() is None:
@@ -80,8 +80,8 @@ def bench_generation(
     torch.manual_seed(0)
     module, _ = preset.instantiate()
     model = module.model.to(device).eval()
-    compiled_model = copy.deepcopy(model)
-    if compiled:
+    if compiled:  # a copy: the eager decoders keep running through the uncompiled step
+        compiled_model = copy.deepcopy(model)
         compiled_model.compile_decoding()
     results = []
     for batch_size in batch_sizes:
@@ -293,7 +293,7 @@ def bench(
     # Rounded once, here: the printed ratio is then exactly the ratio of the printed throughputs.
     raw_tps = round(tokens / statistics.median(raw_runs), 1)
     lightning_tps = round(tokens / statistics.median(lightning_runs), 1)
-    device = torch.device("cuda" if accelerator in ("cuda", "gpu") else "cpu")
+    device = preset_device(preset)
     model = initial.model.to(device).eval()
     parameters = model.parameter_breakdown()["total"]
     name = device_name(device)
