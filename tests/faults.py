@@ -53,49 +53,46 @@ class KillAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-class KillDuringCheckpointWrite(pl.Callback):
+class FailingCheckpointWrite(pl.Callback):
+    """Replace the `save_number`-th checkpoint write of this process (1 = the first) with `fail`."""
+
+    def __init__(self, save_number: int) -> None:
+        self.save_number = save_number
+        self.saves = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        checkpoint_io = trainer.strategy.checkpoint_io
+        complete_write = checkpoint_io.write
+
+        def write(checkpoint: dict[str, Any], file: Any) -> None:
+            self.saves += 1
+            if self.saves == self.save_number:
+                self.fail(checkpoint, file)
+            complete_write(checkpoint, file)
+
+        checkpoint_io.write = write
+
+    def fail(self, checkpoint: dict[str, Any], file: Any) -> None:
+        raise NotImplementedError
+
+
+class KillDuringCheckpointWrite(FailingCheckpointWrite):
     """SIGKILL this process half way through writing its `save_number`-th checkpoint file (1 = the first)."""
 
-    def __init__(self, save_number: int) -> None:
-        self.save_number = save_number
-        self.saves = 0
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        checkpoint_io = trainer.strategy.checkpoint_io
-        complete_write = checkpoint_io.write
-
-        def write(checkpoint: dict[str, Any], file: Any) -> None:
-            self.saves += 1
-            if self.saves == self.save_number:
-                buffer = io.BytesIO()
-                torch.save(checkpoint, buffer)
-                file.write(buffer.getvalue()[: buffer.tell() // 2])
-                file.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-            complete_write(checkpoint, file)
-
-        checkpoint_io.write = write
+    def fail(self, checkpoint: dict[str, Any], file: Any) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        file.write(buffer.getvalue()[: buffer.tell() // 2])
+        file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-class DiskFullDuringSave(pl.Callback):
+class DiskFullDuringSave(FailingCheckpointWrite):
     """Make the `save_number`-th checkpoint write (1 = the first) fail as a full disk does, after writing half."""
 
-    def __init__(self, save_number: int) -> None:
-        self.save_number = save_number
-        self.saves = 0
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        checkpoint_io = trainer.strategy.checkpoint_io
-        complete_write = checkpoint_io.write
-
-        def write(checkpoint: dict[str, Any], file: Any) -> None:
-            self.saves += 1
-            if self.saves == self.save_number:
-                file.write(b"PK\x03\x04 half a checkpoint")
-                raise OSError(28, "No space left on device")
-            complete_write(checkpoint, file)
-
-        checkpoint_io.write = write
+    def fail(self, checkpoint: dict[str, Any], file: Any) -> None:
+        file.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
 
 
 class SignalDuringStep(pl.Callback):
@@ -435,11 +432,15 @@ def run_in_process(case: BadInput) -> Outcome:
 
 def run_cli(args: list[str], timeout_s: float = 600) -> subprocess.CompletedProcess:
     """The CLI in a child process that can import the injectors of this file."""
-    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, timeout=timeout_s,
-        env={**os.environ, "PYTHONPATH": path}, preexec_fn=default_signal_handling,
+        env=child_environment(), preexec_fn=default_signal_handling,
     )  # fmt: skip
+
+
+def child_environment() -> dict[str, str]:
+    """This environment, with tests/ on PYTHONPATH so the child can import the injectors as the module `faults`."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))}
 
 
 def default_signal_handling() -> None:
@@ -618,13 +619,12 @@ def disk_full(corpus: Path, root: Path, max_steps: int, reference: Path, save_nu
     )
 
 
-def signal_during_command(command: str, args: list[str], ready: str, name: str) -> FaultResult:
-    """Start a command other than fit, send the signal once `ready` appears in its output (it is then busy), and
-    expect it to stop at once with 128 + signal and one line."""
-    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+def signal_when_ready(args: list[str], signum: int, ready: str, cwd: Path | None = None) -> tuple[int, str, float]:
+    """Start the CLI (`python -m lightning_trickster ARGS`), send signum once `ready` appears in its output (it is
+    then busy), and return its exit status, the output after `ready`, and the seconds from the signal to the exit."""
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "lightning_trickster", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env={**os.environ, "PYTHONPATH": path}, preexec_fn=default_signal_handling,
+        text=True, cwd=cwd, env=child_environment(), preexec_fn=default_signal_handling,
     )  # fmt: skip
     try:
         for line in process.stdout:
@@ -632,21 +632,28 @@ def signal_during_command(command: str, args: list[str], ready: str, name: str) 
                 break
         time.sleep(0.5)  # inside the long-running part
         sent = time.monotonic()
-        process.send_signal(signal.Signals[name])
+        process.send_signal(signum)
         rest, _ = process.communicate(timeout=60)
         seconds = time.monotonic() - sent
     finally:
         process.kill()
+    return process.returncode, rest, seconds
+
+
+def signal_during_command(command: str, args: list[str], ready: str, name: str) -> FaultResult:
+    """Start a command other than fit, send the signal once `ready` appears in its output (it is then busy), and
+    expect it to stop at once with 128 + signal and one line."""
+    returncode, rest, seconds = signal_when_ready(args, signal.Signals[name], ready)
     lines = [line for line in rest.splitlines() if line.strip()]
     clean = (
-        process.returncode == 128 + signal.Signals[name]
+        returncode == 128 + signal.Signals[name]
         and bool(lines)
         and lines[-1] == f"error: stopped by {name}: what was already written is kept"
         and seconds < 10
     )
     return FaultResult(
         f"{name} during another command",
-        f"{command}: exit {process.returncode} {seconds:.1f} s after the signal",
+        f"{command}: exit {returncode} {seconds:.1f} s after the signal",
         "Traceback" in rest,
         None,
         (0, 0),
@@ -671,14 +678,17 @@ def signals_in_every_command(checkpoint: Path, corpus: Path, root: Path) -> list
         "stages": (["stages", "--ckpt_dir", str(checkpoint.parent), "--prompt", "Line", "--sampling.max_new_tokens",
                     endless], "=== prompt"),
         "prepare": (["prepare", "--config", "cpu.yaml", "--data.path", str(TESTS_DIR / "data" / "tinyshakespeare.txt"),
-                     "--data.tokenizer", "bpe",
-                     "--data.vocab_size", "4096", "--data.cache_dir", str(root / "bpe")], "prepare"),
+                     "--data.tokenizer", "bpe", "--data.vocab_size", "4096"], "prepare: tokenizing"),
     }  # fmt: skip
-    return [
-        signal_during_command(command, args, ready, name)
-        for command, (args, ready) in commands.items()
-        for name in ("SIGINT", "SIGTERM")
-    ]
+    results = []
+    for command, (args, ready) in commands.items():
+        for name in ("SIGINT", "SIGTERM"):
+            if command == "prepare":
+                # A cache of its own for each signal: a run stopped near its end may still complete the prepared
+                # copy, and the next run would then find it ready and never be busy.
+                args = [*commands[command][0], "--data.cache_dir", str(root / "bpe" / name)]
+            results.append(signal_during_command(command, args, ready, name))
+    return results
 
 
 def precision_with_clipping(corpus: Path, root: Path, max_steps: int, precision: str) -> FaultResult:

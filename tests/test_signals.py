@@ -2,14 +2,11 @@
 processes: the signal arrives while the command is busy)."""
 
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, fit_args
-from faults import default_signal_handling
+from faults import signal_when_ready
 
 from lightning_trickster.cli import main
 
@@ -26,22 +23,8 @@ def checkpoint(tmp_path_factory) -> Path:
 def signal_after(args: list[str], signum: int, ready: str) -> tuple[int, str, float]:
     """Start the CLI, send signum once `ready` appears in its output, and return (exit status, the output's last
     line, seconds from the signal to the exit)."""
-    process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "lightning_trickster", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, cwd=REPO_ROOT, preexec_fn=default_signal_handling,
-    )  # fmt: skip
-    try:
-        for line in process.stdout:
-            if ready in line:
-                break
-        time.sleep(0.5)  # inside the long-running part
-        sent = time.monotonic()
-        process.send_signal(signum)
-        rest, _ = process.communicate(timeout=60)
-        seconds = time.monotonic() - sent
-    finally:
-        process.kill()
-    return process.returncode, (rest.strip().splitlines() or [""])[-1], seconds
+    code, rest, seconds = signal_when_ready(args, signum, ready, cwd=REPO_ROOT)
+    return code, (rest.strip().splitlines() or [""])[-1], seconds
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
