@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     hh_mm_ss = time.strftime("%H:%M:%S", time.gmtime(budget))
     output, seconds = run_cli(["fit", *settings, *fit_steps, "--trainer.max_time", f"00:{hh_mm_ss}",
                       "--trainer.default_root_dir", str(fit_root), "--trainer.enable_progress_bar", "false",
-                      "--sampling.every_n_steps", "0"], timeout_s=budget + 180)  # fmt: skip
+                      "--samples.every_n_steps", "0"], timeout_s=budget + 180)  # fmt: skip
     fit = fit_result(output, fit_root)
     report["fit"] = {
         "wall_seconds": round(seconds, 1),

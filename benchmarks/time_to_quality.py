@@ -23,7 +23,7 @@ from cli_runs import CORPUS, fit_result, run_cli
 
 REFERENCE = Path(__file__).resolve().parent / "cpu_reference.yaml"
 
-SHORT = ["--trainer.max_steps", "1500", "--trainer.val_check_interval", "1500", "--sampling.every_n_steps", "500"]
+SHORT = ["--trainer.max_steps", "1500", "--trainer.val_check_interval", "1500", "--samples.every_n_steps", "500"]
 """cpu.yaml's recipe on a shorter schedule: how soon it reaches the reference's loss."""
 
 VARIANTS: dict[str, list[str]] = {
@@ -32,7 +32,7 @@ VARIANTS: dict[str, list[str]] = {
     "cpu": ["--config", "cpu.yaml"],
     "cpu-short": ["--config", "cpu.yaml", *SHORT],
     # Levers switched off one at a time, on the short schedule.
-    "cpu-short-adamw": ["--config", "cpu.yaml", *SHORT, "--model.optimizer", "adamw"],
+    "cpu-short-adamw": ["--config", "cpu.yaml", *SHORT, "--model.optimization.optimizer", "adamw"],
     "cpu-short-eager": ["--config", "cpu.yaml", *SHORT, "--model.compile", "false"],
 }
 SMOKE = ["--model.hidden_dim", "16", "--model.num_layers", "1", "--model.num_heads", "2", "--model.mlp_dim", "32",

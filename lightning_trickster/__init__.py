@@ -7,7 +7,7 @@ plain PyTorch.
 from importlib import import_module
 from typing import Any
 
-__all__ = ["NanoTrickster", "NanoTricksterConfig", "NanoTricksterModule", "SamplingSettings", "ShakespeareDataModule"]
+__all__ = ["NanoTrickster", "NanoTricksterConfig", "NanoTricksterModule", "SamplingSettings", "CorpusDataModule"]
 __version__ = "0.1.0"
 
 _HOMES = {
@@ -15,7 +15,8 @@ _HOMES = {
     "NanoTricksterConfig": "lightning_trickster.model",
     "SamplingSettings": "lightning_trickster.model",
     "NanoTricksterModule": "lightning_trickster.module",
-    "ShakespeareDataModule": "lightning_trickster.data",
+    "CorpusDataModule": "lightning_trickster.data",
+    "ShakespeareDataModule": "lightning_trickster.data",  # the old name, with a deprecation warning
 }
 
 

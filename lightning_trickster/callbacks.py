@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ class PredictionWriter(pl.Callback):
                 record = {
                     "prompt": prompt,
                     "completion": completion,
-                    "settings": pl_module.sampling_settings(),
+                    "settings": asdict(pl_module.sampling),
                     "checkpoint": trainer.ckpt_path,
                     "step": pl_module.checkpoint_step,
                 }
@@ -159,21 +160,19 @@ class SampleText(pl.Callback):
     the text and logs it to TensorBoard as ``samples/<prompt>``.
     """
 
-    def __init__(self, prompts: Sequence[str] = ("\n",), every_n_steps: int = 500, max_new_tokens: int = 200):
+    def __init__(self, prompts: Sequence[str] = ("\n",), every_n_steps: int = 500):
         """
         Args:
             prompts: text to continue (default: a line break, which any corpus has); each is sampled with the
-                model's temperature/top_k/top_p.
+                --sampling.* settings.
             every_n_steps: optimizer steps between samples (0 disables sampling during training).
-            max_new_tokens: length of each sample.
         """
-        if every_n_steps < 0 or max_new_tokens < 0:
-            raise InvalidConfigError("sampling.every_n_steps and sampling.max_new_tokens must be >= 0")
+        if every_n_steps < 0:
+            raise InvalidConfigError(f"samples.every_n_steps must be >= 0, got {every_n_steps}")
         if not prompts or any(not prompt for prompt in prompts):
-            raise InvalidConfigError("sampling.prompts must hold at least one non-empty prompt")
+            raise InvalidConfigError("samples.prompts must hold at least one non-empty prompt")
         self.prompts = list(prompts)
         self.every_n_steps = every_n_steps
-        self.max_new_tokens = max_new_tokens
         self._last_sampled_step: int | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -185,7 +184,7 @@ class SampleText(pl.Callback):
             try:
                 trainer.datamodule.tokenizer.encode(prompt)
             except InvalidConfigError as err:
-                raise InvalidConfigError(f"--sampling.prompts: {err}") from None
+                raise InvalidConfigError(f"--samples.prompts: {err}") from None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step > 0 or isinstance(trainer.strategy, FSDPStrategy):
@@ -243,19 +242,22 @@ class SampleText(pl.Callback):
 
     def _sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prompts: list[str] | None = None) -> None:
         self._last_sampled_step = trainer.global_step
-        if not trainer.is_global_zero or not self.max_new_tokens or isinstance(trainer.strategy, FSDPStrategy):
+        if (
+            not trainer.is_global_zero
+            or not pl_module.sampling.max_new_tokens
+            or isinstance(trainer.strategy, FSDPStrategy)
+        ):
             return  # under FSDP one process cannot run the sharded model alone (see on_fit_start)
         # The weights as the strategy holds them: a strategy that trains a copy on its device (tt) brings it to the
         # host here; for the others this copies the module's weights onto themselves.
         pl_module.load_state_dict(trainer.strategy.lightning_module_state_dict())
         tokenizer = trainer.datamodule.tokenizer
-        settings = {**pl_module.sampling_settings(), "max_new_tokens": self.max_new_tokens}
         generator = torch.Generator(device=pl_module.device).manual_seed(trainer.global_step)
         was_training = pl_module.training
         pl_module.eval()
         for prompt in prompts or self.prompts:
             tokens = tokenizer.encode(prompt).unsqueeze(0).to(pl_module.device)
-            new_tokens = pl_module.model.generate(tokens, **settings, generator=generator)[0, tokens.size(1) :]
+            new_tokens = pl_module.model.generate(tokens, pl_module.sampling, generator=generator)[0, tokens.size(1) :]
             text = prompt + tokenizer.decode(new_tokens)
             rank_zero_info(f"--- sample at step {trainer.global_step} ---\n{text}\n")
             for logger in trainer.loggers:

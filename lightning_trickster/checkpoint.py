@@ -9,11 +9,15 @@ from typing import Any
 import torch
 
 from lightning_trickster.errors import InvalidConfigError, TricksterError
+from lightning_trickster.legacy import upgrade_checkpoint
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings, pick_fields
 from lightning_trickster.tokenizer import Tokenizer, tokenizer_from_state_dict
 
-DATAMODULE_KEY = "ShakespeareDataModule"
-"""Where Lightning stores the data module's state (the tokenizer) in a checkpoint: its class name."""
+DATAMODULE_KEY = "CorpusDataModule"
+"""Where Lightning stores the data module's state (the tokenizer) in a checkpoint: its class name. Checkpoints
+written under the old name are upgraded as they are read (lightning_trickster.legacy)."""
+
+SHAPE_FIELDS = tuple(f.name for f in fields(NanoTricksterConfig))
 
 
 NOT_A_CHECKPOINT_FIX = "pass a .ckpt file written by this project's fit (e.g. a run's checkpoints/last.ckpt)"
@@ -34,6 +38,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "lightning_logs/version_N/checkpoints/), or 'last' for the newest run's last.ckpt"
         )
     checkpoint = _load_weights_only(path)
+    if isinstance(checkpoint, dict):
+        upgrade_checkpoint(checkpoint, DATAMODULE_KEY)
     what = _what_is_wrong(checkpoint)
     if what:
         raise TricksterError(
@@ -139,9 +145,9 @@ def check_same_architecture(checkpoint: dict[str, Any], hparams: Any, state_dict
             "--data.tokenizer and --data.vocab), or start a new run without --ckpt_path"
         )
     differences = [
-        f"{f.name} {saved_shape[f.name]} in the checkpoint, {hparams[f.name]} configured"
-        for f in fields(NanoTricksterConfig)
-        if f.name in saved_shape and f.name in hparams and saved_shape[f.name] != hparams[f.name]
+        f"{name} {saved_shape[name]} in the checkpoint, {hparams[name]} configured"
+        for name in SHAPE_FIELDS
+        if name in saved_shape and name in hparams and saved_shape[name] != hparams[name]
     ] or [  # a checkpoint whose hyper-parameters do not describe its weights
         f"{name}: {list(saved[name].shape) if name in saved else 'missing'} in the checkpoint, "
         f"{list(tensor.shape)} configured"
@@ -152,6 +158,67 @@ def check_same_architecture(checkpoint: dict[str, Any], hparams: Any, state_dict
         f"the checkpoint was trained with a different model shape ({'; '.join(differences[:3])}): drop the --model "
         "shape options that differ (the checkpoint's shape is the default), or start a new run without --ckpt_path"
     )
+
+
+def check_same_tokenizer(saved_state: dict[str, Any], tokenizer: Tokenizer) -> None:
+    """A checkpoint's tokenizer against the one the data module built: the weights only fit the ids they learned."""
+    if saved_state == tokenizer.state_dict():
+        return
+    saved = tokenizer_from_state_dict(saved_state)
+    raise InvalidConfigError(
+        f"the checkpoint was trained with a different tokenizer/vocabulary ({saved.name}, {saved.vocab_size} tokens) "
+        f"than --data gives now ({tokenizer.name}, {tokenizer.vocab_size} tokens): use the same --data.tokenizer "
+        "and --data.path as the training run"
+    )
+
+
+def saved_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A checked checkpoint's settings as dotted option names (model.hidden_dim, model.optimization.learning_rate,
+    sampling.temperature, ...): the defaults a command that reads it starts from. The vocabulary size is left out:
+    it follows from the tokenizer."""
+    hparams = checkpoint["hyper_parameters"]
+    settings = {f"model.{name}": hparams[name] for name in SHAPE_FIELDS if name in hparams and name != "vocab_size"}
+    if "compile" in hparams:
+        settings["model.compile"] = hparams["compile"]
+    for group, prefix in (("optimization", "model.optimization"), ("sampling", "sampling")):
+        settings.update({f"{prefix}.{name}": value for name, value in (hparams.get(group) or {}).items()})
+    return settings
+
+
+def reconcile_with_checkpoint(
+    checkpoint_path: str, saved: dict[str, Any], configured: dict[str, Any], typed: set[str], command: str
+) -> dict[str, Any]:
+    """The one rule for a command's settings against its checkpoint's (saved; both as dotted option names).
+
+    The checkpoint's settings are the defaults; what the command line types wins. A config file that sets another
+    model shape or tokenizer than the checkpoint's (e.g. nano.yaml with a cpu.yaml checkpoint) stops a fit, naming
+    the fields, since resuming under it would train another model; an evaluation uses the checkpoint's values and
+    says so. Returns what an evaluation keeps from the checkpoint: option -> (config file's value, checkpoint's)."""
+    tokenizer = saved.get("data.tokenizer")
+    typed_tokenizer = configured.get("data.tokenizer") if "data.tokenizer" in typed else None
+    if tokenizer and typed_tokenizer not in (None, tokenizer):
+        raise InvalidConfigError(
+            f"--ckpt_path {checkpoint_path} was trained with the {tokenizer} tokenizer, not the --data.tokenizer "
+            f"{typed_tokenizer} given: drop --data.tokenizer (the checkpoint's own tokenizer is used), or train a new "
+            f"model with {typed_tokenizer} without --ckpt_path"
+        )
+    compared = [f"model.{name}" for name in SHAPE_FIELDS if name != "vocab_size"] + ["data.tokenizer"]
+    differences = {
+        key: (configured[key], saved[key])
+        for key in compared
+        if key in saved and key in configured and key not in typed and configured[key] != saved[key]
+    }
+    if not differences:
+        return {}
+    listed = "; ".join(f"{key} {mine} in the config, {theirs} in the checkpoint" for key, (mine, theirs) in
+                       list(differences.items())[:3])  # fmt: skip
+    if command == "fit":
+        raise TricksterError(
+            f"--ckpt_path {checkpoint_path} was trained with another model or tokenizer than the config file sets "
+            f"({listed}): resume with the config the run was trained with (its config.yaml is in the run's folder), "
+            "or type the values on the command line to override"
+        )
+    return differences
 
 
 @dataclass
@@ -190,7 +257,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     return TrainedModel(
         model=model.eval(),
         tokenizer=tokenizer_from_state_dict(tokenizer_state),
-        sampling=SamplingSettings(**pick_fields(SamplingSettings, hparams)),
+        sampling=SamplingSettings(**hparams.get("sampling", {})),
         step=checkpoint.get("global_step", 0),
         val_loss=float(scores[0]) if scores else None,
         path=path,

@@ -1,30 +1,28 @@
 """The one front door: `python -m lightning_trickster COMMAND` (or `trickster COMMAND`).
 
-One jsonargparse parser family: Lightning's fit, validate, test and predict come from LightningCLI, and every project
-command (lightning_trickster.commands) is a subcommand of the same parser, its options derived from its signature.
-`--config` takes a YAML path or a bundled preset's name; `--ckpt_path last` means the newest run's last.ckpt.
+A small dispatch in front: `--help` lists every command, and each command has a parser of its own from one parser
+family (jsonargparse). fit, validate, test and predict run on LightningCLI's public API (run=False, its hooks, then
+the Trainer method called here); every project command (lightning_trickster.commands) takes options derived from
+its function's signature. `--config` takes a YAML path or a bundled preset's name; `--ckpt_path last` means the
+newest run's last.ckpt, and a checkpoint's settings are the defaults that config files and the command line override.
 """
 
 from __future__ import annotations
 
-import contextvars
-import inspect
 import logging
 import os
 import signal
 import sys
 import warnings
-from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning_tt.register  # noqa: F401  registers accelerator "tt" and strategies "tt", "tt_ddp" by name
 import torch
-from jsonargparse import ActionConfigFile, set_parsing_settings
-from jsonargparse._link_arguments import skip_apply_links
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 from lightning.pytorch import Trainer
-from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
@@ -32,27 +30,29 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_tt.errors import TTError
 
 from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSummary, SampleText
-from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint
-from lightning_trickster.commands import COMMANDS, Preset
-from lightning_trickster.data import ShakespeareDataModule, data_args_from_tokenizer_state
-from lightning_trickster.errors import (
-    HardwareError,
-    InvalidConfigError,
-    StoppedBySignal,
-    TricksterError,
-    raise_stopped_by_signal,
-)
-from lightning_trickster.model import NanoTricksterConfig
+from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint, reconcile_with_checkpoint, saved_settings
+from lightning_trickster.commands import COMMANDS, Command, FitConfig
+from lightning_trickster.data import CorpusDataModule, data_args_from_tokenizer_state
+from lightning_trickster.errors import InvalidConfigError, StoppedBySignal, TricksterError, raise_stopped_by_signal
+from lightning_trickster.legacy import translate_arguments, translate_config
+from lightning_trickster.model import SamplingSettings
 from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.option_checks import (
+    check_accelerator,
+    check_compiler,
+    check_monitored_metric,
+    check_no_empty_paths,
+    check_seed,
+    check_trainer_options,
+    typed_options,
+)
 from lightning_trickster.progress import RunReport, StepProgressBar
 from lightning_trickster.reliability import (
     CheckpointDirectoryCheck,
     CheckpointOnSignal,
     NonFiniteGuard,
-    inductor_cpp_compilers,
     require_writable,
     use_atomic_checkpoint_io,
-    working_cpp_compiler,
 )
 from lightning_trickster.runs import evaluation_dir, newest_last_checkpoint
 
@@ -108,15 +108,20 @@ def resolve_config(value: str) -> str:
     )
 
 
-_read_config_files = contextvars.ContextVar("read_config_files", default=True)
-
-
 class ActionPresetFile(ActionConfigFile):
-    """--config: a YAML file, or a bundled preset by name."""
+    """--config: a YAML file, or a bundled preset by name. A file that uses old option names (a run's config.yaml
+    from before the settings were grouped) is read with them moved to today's, one deprecation line each."""
 
     def __call__(self, parser, cfg, values, option_string=None):
-        if _read_config_files.get():
-            super().__call__(parser, cfg, resolve_config(values), option_string)
+        path = resolve_config(values)
+        try:
+            content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            content = None  # jsonargparse reports the syntax error
+        if isinstance(content, dict) and translate_config(content, path):
+            super().__call__(parser, cfg, yaml.safe_dump(content, sort_keys=False), option_string)
+        else:
+            super().__call__(parser, cfg, path, option_string)
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -142,121 +147,42 @@ def default_logger(root: Path, resumed_run: Path | None, resumed_step: int = 0) 
     return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init_args}
 
 
-def check_accelerator(name: Any) -> None:
-    """Before the data module is built (a corpus download can come first): the requested accelerator must be usable
-    here. A registered accelerator that cannot start raises its own error naming the missing piece."""
-    if not isinstance(name, str) or name == "auto":
-        return
-    candidates = ["cuda", "mps"] if name == "gpu" else [name]
-    registered = [candidate for candidate in candidates if candidate in AcceleratorRegistry]
-    if registered and not any(AcceleratorRegistry.get(candidate).is_available() for candidate in registered):
-        raise HardwareError(f"accelerator {name!r} is not available on this machine: use --trainer.accelerator cpu")
-
-
-def check_compiler(compile_model: Any, accelerator: Any) -> None:
-    """--model.compile true on the CPU: inductor builds C++ kernels there, and without a working compiler it would
-    fail with a traceback at the first step. (With compile left to its default the module decides, and falls back.)"""
-    on_cpu = accelerator == "cpu" or (
-        accelerator in (None, "auto") and not torch.cuda.is_available() and not torch.backends.mps.is_available()
-    )
-    if compile_model is True and on_cpu and working_cpp_compiler() is None:
-        raise HardwareError(
-            f"--model.compile true needs a working C++ compiler on the CPU (torch.compile builds C++ kernels), and "
-            f"none works here (tried {', '.join(inductor_cpp_compilers()) or 'none'}): install one (e.g. g++) or "
-            "point CXX at it, or pass --model.compile false"
-        )
-
-
-TRAINER_RULES = {
-    "accumulate_grad_batches": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
-    "gradient_clip_val": (lambda v: v is None or v >= 0, "a number >= 0 (0 or null: no clipping)"),
-    "max_steps": (lambda v: v == -1 or v >= 1, "a whole number >= 1"),
-    "log_every_n_steps": (lambda v: v is None or v >= 1, "a whole number >= 1"),
-    "val_check_interval": (lambda v: v is None or v > 0, "a number > 0 (batches, or a fraction of an epoch)"),
-    # 0 would train nothing and still report the run as done.
-    "limit_train_batches": (lambda v: v is None or v > 0, "a number > 0 (batches, or a fraction of an epoch)"),
-    "num_sanity_val_steps": (lambda v: v is None or v >= -1, "a whole number >= 0, or -1 for the whole split"),
-    "num_nodes": (lambda v: v >= 1, "a whole number >= 1"),
-    "devices": (
-        lambda v: v in ("auto", -1, "-1") or (isinstance(v, list) and v != []) or int(str(v)) >= 1,
-        "a number of devices >= 1, a list of device ids, or auto",
-    ),
-}
-"""Trainer options whose impossible values Lightning would only reject with a traceback (or not at all)."""
-
-
-def check_trainer_options(trainer: Any) -> None:
-    for name, (valid, requirement) in TRAINER_RULES.items():
-        value = trainer.get(name)
-        try:
-            ok = valid(value)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise InvalidConfigError(f"--trainer.{name} {value!r} is not possible: use {requirement}")
-
-
-def check_typed_tokenizer(checkpoint_path: str, saved: dict[str, Any], typed: dict[str, Any]) -> None:
-    """A --data.tokenizer other than the checkpoint's: its weights only fit the tokenizer they were trained with. Said
-    before the data module is built, which for another tokenizer could read or even download a corpus."""
-    if not saved or typed.get("tokenizer") in (None, saved["tokenizer"]):
-        return
-    raise InvalidConfigError(
-        f"--ckpt_path {checkpoint_path} was trained with the {saved['tokenizer']} tokenizer, not the "
-        f"--data.tokenizer {typed['tokenizer']} given: drop --data.tokenizer (the checkpoint's own tokenizer is "
-        f"used), or train a new model with {typed['tokenizer']} without --ckpt_path"
+def instantiate(parser: ArgumentParser, config: Namespace) -> Namespace:
+    """jsonargparse 4.49 renamed instantiate_classes to instantiate."""
+    return (
+        getattr(parser, "instantiate", None)(config)
+        if hasattr(parser, "instantiate")
+        else (parser.instantiate_classes(config))
     )
 
 
-PATH_OPTIONS = {
-    "ckpt_path", "ckpt_dir", "path", "cache_dir", "prepared_dir", "tokenizer_path", "prompts_file", "default_root_dir",
-    "dirpath", "out", "output",
-}  # fmt: skip
-"""Options that name a file or directory: an empty string there would mean the current directory (a corpus, an
-output folder) or no checkpoint at all, never what was meant."""
-
-
-def check_no_empty_paths(config: Any, command_line: list[str], command: str) -> None:
-    """In a config file (strings) or on the command line (where a Path option has already become '.')."""
-    given = [key for key, value in config.items() if isinstance(value, str) and value == ""]
-    for i, arg in enumerate(command_line):
-        option, equals, value = arg.partition("=")
-        if option.startswith("--") and (value == "" if equals else command_line[i + 1 : i + 2] == [""]):
-            given.append(option.removeprefix("--"))
-    for key in given:
-        if key.rsplit(".", 1)[-1] in PATH_OPTIONS:
-            raise InvalidConfigError(
-                f"--{key} is an empty string: pass a path, or leave the option out ({PROG} {command} --help)"
-            )
-
-
-LOGGED_METRICS = ("val/loss", "val/perplexity")
-"""What a fit's validation logs (NanoTricksterModule): the values --checkpoint.monitor can watch when checkpoints
-are saved, at the end of validation."""
-
-
-def check_monitored_metric(monitor: Any) -> None:
-    """A metric the fit never logs would stop it with a traceback at the first checkpoint, after training."""
-    if monitor is not None and monitor not in LOGGED_METRICS:
-        raise InvalidConfigError(
-            f"--checkpoint.monitor {monitor!r} is not a metric this model logs: choose one of "
-            f"{', '.join(LOGGED_METRICS)} (val/loss is the default), or null to keep the newest checkpoints"
-        )
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 class TricksterCLI(LightningCLI):
-    def __init__(self, args: list[str] | None, quiet: bool = False, verbose: bool = False) -> None:
-        """args None: read sys.argv. quiet: no progress bar; verbose: Lightning's model summary too."""
+    """fit, validate, test or predict of NanoTricksterModule on CorpusDataModule, on LightningCLI's public hooks. With
+    `command_options` it only parses: a project command's own options beside every fit option (FitConfig)."""
+
+    def __init__(
+        self, command: str, args: list[str], quiet: bool = False, verbose: bool = False,
+        command_options: Command | None = None,
+    ) -> None:  # fmt: skip
+        """quiet: no progress bar; verbose: Lightning's model summary too."""
+        self.command, self.command_line = command, args
         self.quiet, self.verbose = quiet, verbose
-        self._requested = next(
-            (arg for arg in (sys.argv[1:] if args is None else args) if not arg.startswith("-")), None
-        )
+        self.command_options = command_options
+        self.option_keys: list[str] = []
+        self.checkpoint: dict[str, Any] | None = None
+        self.resumed_run: Path | None = None
+        self.seed: Any = None
+        description = command_options.description if command_options else _first_paragraph(getattr(Trainer, command))
         super().__init__(
             NanoTricksterModule,
-            ShakespeareDataModule,
+            CorpusDataModule,
             args=args,
+            run=False,
             parser_class=OneLineErrorParser,
-            parser_kwargs={"prog": PROG, "description": DESCRIPTION},
+            parser_kwargs={"prog": f"{PROG} {command}", "description": description},
             # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
             trainer_defaults={
                 "callbacks": [
@@ -272,11 +198,6 @@ class TricksterCLI(LightningCLI):
             auto_configure_optimizers=False,
         )
 
-    @property
-    def project_command(self) -> str | None:
-        subcommand = self.config.get("subcommand")
-        return subcommand if subcommand in COMMANDS else None
-
     # ------------------------------------------------------------------------------------------------ the parser
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = self.parser_class(**kwargs)
@@ -290,10 +211,13 @@ class TricksterCLI(LightningCLI):
         # The model's context length is the one place the sequence length is set.
         parser.link_arguments("model.max_seq_len", "data.block_size")
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        # One sampling group in every command; the module keeps it in its hyper-parameters (checkpoints).
+        parser.add_class_arguments(SamplingSettings, "sampling")
+        parser.link_arguments("sampling", "model.sampling")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # Before sampling: its hooks then run first, so a NaN model is reported before anything samples from it.
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
-        parser.add_lightning_class_args(SampleText, "sampling")
+        parser.add_lightning_class_args(SampleText, "samples")
         parser.add_lightning_class_args(CheckpointOnSignal, "interrupt")
         parser.set_defaults(
             {
@@ -306,158 +230,87 @@ class TricksterCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,
             }
         )
-
-    def _training_options_parser(self) -> LightningArgumentParser:
-        """What `fit` parses, without fit's own --ckpt_path: the parser of every command that reads a preset."""
-        parser = self.init_parser(prog=f"{PROG} fit")
-        self._add_arguments(parser)
-        return parser
-
-    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
-        """Lightning's fit, validate, test and predict, then the project's commands. Only the command being run gets
-        its full parser (each takes Lightning's signatures, a few hundred milliseconds); the others need just a name
-        and a description for --help. An unknown command gets them all, for jsonargparse's error."""
-        self._subcommand_parsers: dict[str, LightningArgumentParser] = {}
-        self._command_options: dict[str, list[str]] = {}
-        actions = parser.add_subcommands()
-        names = [*self.subcommands(), *COMMANDS]
-        build_all = self._requested is not None and self._requested not in names
-        for name in names:
-            command = COMMANDS.get(name)
-            description = command.description if command else inspect.getdoc(getattr(Trainer, name)).split("\n")[0]
-            if not build_all and name != self._requested:
-                subparser = self.parser_class(description=description)
-            elif command is None:
-                subparser = self._prepare_subcommand_parser(
-                    Trainer, name, description=description, **kwargs.get(name, {})
-                )
-            else:
-                subparser = self._training_options_parser() if command.reads_preset else self.init_parser()
-                subparser.description = description
-                self._command_options[name] = subparser.add_function_arguments(
-                    command.function,
-                    nested_key=command.options_group,
-                    skip={"preset"},
-                    as_positional=command.positional,
-                )
-            self._subcommand_parsers[name] = subparser
-            actions.add_subcommand(name, subparser, help=" ".join(description.split("\n\n")[0].split()))
+        if self.command_options is None:
+            parser.add_argument(
+                "--ckpt_path", type=str | None, default=None,
+                help="A .ckpt written by fit, or 'last' for the newest run's last.ckpt under "
+                "--trainer.default_root_dir. Its model shape, tokenizer, optimization and sampling settings are the "
+                "defaults; config files and the command line override them.",
+            )  # fmt: skip
+        else:
+            command = self.command_options
+            self.option_keys = parser.add_function_arguments(
+                command.function, nested_key=command.options_group, skip={"fit_config"},
+                as_positional=command.positional,
+            )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------ parsing
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        self._command_line = list(sys.argv[1:] if args is None else args)
-        super().parse_arguments(parser, args)
-        self._resumed_run: Path | None = None
-        subcommand = self.config.get("subcommand")
-        if subcommand:
-            check_no_empty_paths(self.config[subcommand], self._command_line, subcommand)
-        if not subcommand or self.project_command:
+        self.config = parser.parse_args(args)
+        check_no_empty_paths(self.config, args, parser.prog)
+        check_seed(self.config.seed_everything)
+        if self.command_options is not None:
+            # Only parsed: a project command seeds what it draws itself (and Lightning would print the seed).
+            self.seed, self.config.seed_everything = self.config.seed_everything, False
             return
-        config = self.config[subcommand]
-        if subcommand == "fit":
-            check_monitored_metric(config.checkpoint.monitor)
-        if subcommand == "predict" and not config.get("ckpt_path"):
+        if self.command == "fit":
+            check_monitored_metric(self.config.checkpoint.monitor)
+        ckpt_path = self.config.ckpt_path
+        if self.command == "predict" and not ckpt_path:
             # Without one it would sample noise from random weights, after building a vocabulary from the corpus
             # (downloading tiny Shakespeare when no --data.path is given).
             raise InvalidConfigError(
                 "predict needs --ckpt_path: pass a .ckpt written by fit, or 'last' for the newest run's last.ckpt"
             )
-        if config.get("ckpt_path") == "last":
-            # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
-            checkpoint = newest_last_checkpoint(Path(config.trainer.default_root_dir or "."))
-            config.ckpt_path = str(checkpoint)
-            if subcommand == "fit":
-                self._resumed_run = checkpoint.parent.parent
-
-    def _parse_ckpt_path(self) -> None:
-        """Take the model's shape and settings from the checkpoint, and the char vocabulary it was trained
-        with; values typed on the command line (e.g. --model.temperature 0.5) still win.
-
-        Replaces LightningCLI's version, which lets the checkpoint override the command line."""
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand and not self.project_command else None
         if ckpt_path == "best":  # Lightning's name for the best checkpoint of a fit that ran before, in Python
             raise InvalidConfigError(
                 "--ckpt_path best has no earlier fit to refer to in a new command: pass a .ckpt file (a run's "
                 "checkpoints/best-*.ckpt), or 'last' for the newest run's last.ckpt"
             )
-        if not ckpt_path or ckpt_path == "hpc" or str(ckpt_path).startswith("registry"):
+        if not ckpt_path or ckpt_path == "hpc" or ckpt_path.startswith("registry"):
             return  # no checkpoint, or one of Lightning's own names: Lightning resolves it
-        checkpoint = read_checkpoint(Path(ckpt_path))  # every checkpoint Lightning loads is checked here first
-        self._checkpoint_step = checkpoint.get("global_step", 0)
-        model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-        model.pop("vocab_size", None)  # linked from the data module's tokenizer, restored below
-        tokenizer = checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
-        data = data_args_from_tokenizer_state(tokenizer) if tokenizer else {}
-        typed = self._values_given(read_config_files=False)  # what was typed: it wins over the checkpoint
-        typed[subcommand].pop("ckpt_path", None)  # "last" was resolved to a file above
-        check_typed_tokenizer(ckpt_path, data, typed[subcommand].get("data") or {})
-        self._check_config_files_against(ckpt_path, model, data, subcommand, typed[subcommand])
-        from_checkpoint = self.parser.parse_object({subcommand: {"model": model, "data": data}}, self.config)
-        self.config = self.parser.parse_object(typed, from_checkpoint)
+        if ckpt_path == "last":
+            # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
+            ckpt_path = str(newest_last_checkpoint(Path(self.config.trainer.default_root_dir or ".")))
+            if self.command == "fit":
+                self.resumed_run = Path(ckpt_path).parent.parent
+        self.checkpoint = read_checkpoint(ckpt_path)  # every checkpoint Lightning loads is checked here first
+        saved = saved_settings(self.checkpoint)
+        tokenizer = self.checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
+        if tokenizer:
+            saved.update({f"data.{key}": value for key, value in data_args_from_tokenizer_state(tokenizer).items()})
+        # The checkpoint's settings become defaults: config files and the command line, parsed again, win.
+        parser.set_defaults(saved)
+        self.config = parser.parse_args(args)
+        self.config.ckpt_path = ckpt_path
+        configured = {key: self.config.get(key) for key in saved}
+        kept = reconcile_with_checkpoint(ckpt_path, saved, configured, typed_options(args), self.command)
+        if kept:
+            rank_zero_info(
+                "using the checkpoint's settings, not the config file's: "
+                + "; ".join(f"{key} {mine} in the config, {theirs} in the checkpoint" for key, (mine, theirs) in
+                            list(kept.items())[:3])
+            )  # fmt: skip
+            # Options after the config files override them.
+            overrides = [f"--{key}={yaml.safe_dump(theirs).splitlines()[0]}" for key, (_, theirs) in kept.items()]
+            self.config = parser.parse_args([*args, *overrides])
+            self.config.ckpt_path = ckpt_path
 
-    def _values_given(self, read_config_files: bool) -> dict[str, Any]:
-        """The values this command line sets, with or without its config files, and no defaults. (Links need their
-        sources, which a parse without defaults lacks: jsonargparse skips them the same way when it reads a config
-        file.)"""
-        token = _read_config_files.set(read_config_files)
-        try:
-            with skip_apply_links():
-                return self.parser.parse_args(self._command_line, defaults=False).as_dict()
-        finally:
-            _read_config_files.reset(token)
-
-    def _check_config_files_against(
-        self, checkpoint_path: str, model: dict[str, Any], data: dict[str, Any], subcommand: str,
-        typed: dict[str, Any],
-    ) -> None:  # fmt: skip
-        """A config file that sets another model shape or tokenizer than the checkpoint's (e.g. nano.yaml with a
-        cpu.yaml checkpoint): fit stops, naming the fields; an evaluation uses the checkpoint's and says so."""
-        from_files = self._values_given(read_config_files=True)[subcommand]
-        differences = [
-            f"{group}.{name} {from_files[group][name]} in the config, {saved[name]} in the checkpoint"
-            for group, saved, names in (
-                ("model", model, [f.name for f in fields(NanoTricksterConfig) if f.name != "vocab_size"]),
-                ("data", data, ["tokenizer"]),
-            )
-            for name in names
-            if name in saved and name in from_files.get(group, {}) and name not in typed.get(group, {})
-            and from_files[group][name] != saved[name]
-        ]  # fmt: skip
-        if not differences:
-            return
-        if subcommand == "fit":
-            raise TricksterError(
-                f"--ckpt_path {checkpoint_path} was trained with another model or tokenizer than the config file "
-                f"sets ({'; '.join(differences[:3])}): resume with the config the run was trained with (its "
-                "config.yaml is in the run's folder), or type the values on the command line to override"
-            )
-        rank_zero_info(f"using the checkpoint's settings, not the config file's: {'; '.join(differences[:3])}")
-
-    def _set_seed(self) -> None:
-        if self.project_command:  # project commands seed what they draw themselves
-            return
-        try:
-            super()._set_seed()
-        except ValueError as err:  # numpy's bounds
-            raise InvalidConfigError(f"--seed_everything: {err}: pick a seed in that range") from None
-
-    # ------------------------------------------------------------------------------------------------ running
+    # ------------------------------------------------------------------------------------------------ building
     def before_instantiate_classes(self) -> None:
-        if self.project_command:
+        if self.command_options is not None:
             return
-        subcommand = self.config.subcommand
-        config = self.config[subcommand]
+        config = self.config
         root = Path(config.trainer.default_root_dir or ".")
-        if subcommand != "fit":
+        if self.command != "fit":
             # Evaluations write into the evaluated run's eval/ folder, with no logger: no new version_N that plot,
             # stages, TensorBoard or --ckpt_path last would take for a training run.
-            config.trainer.default_root_dir = str(evaluation_dir(subcommand, config.get("ckpt_path"), root))
+            config.trainer.default_root_dir = str(evaluation_dir(self.command, config.ckpt_path, root))
             if config.trainer.logger in (None, True):
                 config.trainer.logger = False
         elif config.trainer.logger in (None, True):
-            resumed_step = self._checkpoint_step if self._resumed_run else 0
-            config.trainer.logger = default_logger(root, self._resumed_run, resumed_step)
+            resumed_step = self.checkpoint.get("global_step", 0) if self.resumed_run else 0
+            config.trainer.logger = default_logger(root, self.resumed_run, resumed_step)
         if self.quiet:
             config.trainer.enable_progress_bar = False
         if self.verbose:
@@ -468,10 +321,12 @@ class TricksterCLI(LightningCLI):
         )  # fmt: skip
         check_trainer_options(config.trainer)
         check_accelerator(config.trainer.accelerator)
-        check_compiler(config.model.get("compile"), config.trainer.accelerator)
+        check_compiler(config.model.compile, config.trainer.accelerator)
+        if config.trainer.enable_progress_bar is not False:  # Lightning refuses a bar it was told not to show
+            self.trainer_defaults["callbacks"] = [*self.trainer_defaults["callbacks"], StepProgressBar()]
 
     def instantiate_classes(self) -> None:
-        if self.project_command:  # project commands build what they need themselves
+        if self.command_options is not None:  # parse only: the command builds what it needs
             return
         try:
             super().instantiate_classes()
@@ -482,35 +337,70 @@ class TricksterCLI(LightningCLI):
             # limits or epochs, an unparsable max_time, ModelCheckpoint's save_top_k) as it builds the Trainer and
             # its callbacks; its messages name the option and the value.
             message = " ".join(str(err).split()).rstrip(".")
-            raise InvalidConfigError(
-                f"{message}: fix that option ({PROG} {self.config.subcommand} --help lists them)"
-            ) from None
+            raise InvalidConfigError(f"{message}: fix that option ({PROG} {self.command} --help lists them)") from None
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
-        if config.get("enable_progress_bar") is not False:  # Lightning refuses a progress bar it was told not to show
-            callbacks = [*callbacks, StepProgressBar()]
-        return super()._instantiate_trainer(config, callbacks)
-
-    def instantiate_trainer(self, **kwargs: Any) -> Any:
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoint_io(trainer)
         return trainer
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        if not self.project_command:
-            super()._run_subcommand(subcommand)
-            return
-        command, config = COMMANDS[subcommand], self.config[subcommand]
-        option_keys = self._command_options[subcommand]
-        if command.reads_preset:
-            options = {key.rsplit(".", 1)[-1]: config[key] for key in option_keys}
-            training_config = config.clone()
-            for key in [command.options_group] if command.options_group else option_keys:
-                del training_config[key]
-            command.function(Preset(training_config, self._training_options_parser()), **options)
-        else:
-            built = self._subcommand_parsers[subcommand].instantiate_classes(config)
-            command.function(**{key: built[key] for key in option_keys})
+    # ------------------------------------------------------------------------------------------------ running
+    def run(self) -> None:
+        arguments: dict[str, Any] = {"datamodule": self.datamodule, "ckpt_path": self.config.ckpt_path}
+        if self.command == "predict":
+            arguments["return_predictions"] = False  # PredictionWriter writes them as they come
+        getattr(self.trainer, self.command)(self.model, **arguments)
+
+    def fit_config(self) -> FitConfig:
+        """The parsed fit options without the command's own (seed as given)."""
+        config = self.config.clone()
+        config.seed_everything = self.seed
+        return FitConfig(config, self.parser, self.option_keys)
+
+
+def _first_paragraph(function: Any) -> str:
+    return (function.__doc__ or "").strip().split("\n\n")[0]
+
+
+def run_project_command(name: str, args: list[str]) -> None:
+    command = COMMANDS[name]
+    if command.reads_fit_config:
+        cli = TricksterCLI(name, args, command_options=command)
+        fit_config = cli.fit_config()
+        options = {key.rsplit(".", 1)[-1]: fit_config.full[key] for key in cli.option_keys}
+        command.function(fit_config, **options)
+        return
+    parser = OneLineErrorParser(prog=f"{PROG} {name}", description=command.description)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="A YAML file of this command's options.")
+    keys = parser.add_function_arguments(
+        command.function, nested_key=command.options_group, as_positional=command.positional
+    )
+    config = parser.parse_args(args)
+    check_no_empty_paths(config, args, parser.prog)
+    built = instantiate(parser, config)
+    command.function(**{key.rsplit(".", 1)[-1]: built[key] for key in keys})
+
+
+def commands_parser() -> ArgumentParser:
+    """What `--help` shows: every command with the first line of its description."""
+    parser = OneLineErrorParser(prog=PROG, description=DESCRIPTION)
+    subcommands = parser.add_subcommands(required=True, dest="command")
+    for name in [*LIGHTNING_COMMANDS, *COMMANDS]:
+        description = COMMANDS[name].description if name in COMMANDS else _first_paragraph(getattr(Trainer, name))
+        subcommands.add_subcommand(name, ArgumentParser(description=description),
+                                   help=" ".join(description.split("\n\n")[0].split()))  # fmt: skip
+    return parser
+
+
+def run(args: list[str], quiet: bool = False, verbose: bool = False) -> None:
+    if not args or args[0] not in (*LIGHTNING_COMMANDS, *COMMANDS):
+        commands_parser().parse_args(args)  # --help, or an error naming the choices
+        return
+    name, args = args[0], translate_arguments(args[1:])
+    if name in LIGHTNING_COMMANDS:
+        TricksterCLI(name, args, quiet=quiet, verbose=verbose).run()
+    else:
+        run_project_command(name, args)
 
 
 DESCRIPTION = """Train NanoTrickster from scratch and sample from it.
@@ -545,12 +435,10 @@ def main(args: list[str] | None = None) -> None:
         for logger in loggers:
             logger.setLevel(logging.WARNING)
     try:
-        if from_command_line:  # LightningCLI reads sys.argv itself (and warns when given both)
-            sys.argv[1:], args = args, None
         with warnings.catch_warnings():
             for message in UNACTIONABLE_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
-            TricksterCLI(args, quiet="quiet" in given, verbose="verbose" in given)
+            run(args, quiet="quiet" in given, verbose="verbose" in given)
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(141) from None

@@ -1,4 +1,4 @@
-"""ShakespeareDataModule: a corpus prepared once into memory-mapped tokens, split 90/10, served as training windows.
+"""CorpusDataModule: a corpus prepared once into memory-mapped tokens, split 90/10, served as training windows.
 
 See lightning_trickster.prepared for the prepared format and how the split is made."""
 
@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
+from lightning_trickster.checkpoint import check_same_tokenizer
 from lightning_trickster.errors import DataError, InvalidConfigError
 from lightning_trickster.prepared import (
     CorpusScan,
@@ -56,7 +57,7 @@ def data_args_from_tokenizer_state(state: dict[str, Any]) -> dict[str, Any]:
     """The --data.* values that rebuild a checkpoint's tokenizer with no corpus.
 
     Args:
-        state: the tokenizer state a checkpoint stores (checkpoint["ShakespeareDataModule"]["tokenizer"]).
+        state: the tokenizer state a checkpoint stores (checkpoint["CorpusDataModule"]["tokenizer"]).
     """
     tokenizer = tokenizer_from_state_dict(state)  # validates the state
     if isinstance(tokenizer, CharTokenizer):
@@ -181,7 +182,7 @@ class ConsecutiveWindows(Dataset):
         return inputs, targets
 
 
-class ShakespeareDataModule(pl.LightningDataModule):
+class CorpusDataModule(pl.LightningDataModule):
     """Tiny Shakespeare or any corpus (a UTF-8 file, a directory or a glob of them), prepared once into
     memory-mapped tokens; the first 90% for training and the last 10% for validation."""
 
@@ -480,10 +481,13 @@ class ShakespeareDataModule(pl.LightningDataModule):
         return {"tokenizer": self.tokenizer.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = tokenizer_from_state_dict(state_dict["tokenizer"])
-        if state_dict["tokenizer"] != self.tokenizer.state_dict():
-            raise InvalidConfigError(
-                f"the checkpoint was trained with a different tokenizer/vocabulary ({saved.name}, "
-                f"{saved.vocab_size} tokens) than --data gives now ({self.tokenizer.name}, "
-                f"{self.vocab_size} tokens): use the same --data.tokenizer and --data.path as the training run"
-            )
+        check_same_tokenizer(state_dict["tokenizer"], self.tokenizer)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ShakespeareDataModule":  # the class's name until 2026-12: it takes any corpus
+        import warnings
+
+        warnings.warn("ShakespeareDataModule is now CorpusDataModule", DeprecationWarning, stacklevel=2)
+        return CorpusDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

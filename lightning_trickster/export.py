@@ -5,7 +5,7 @@
     from lightning_trickster.export import load_exported
 
     model, tokenizer, sampling = load_exported("exported/")
-    ids = model.generate(tokenizer.encode("ROMEO:").unsqueeze(0), **asdict(sampling))
+    ids = model.generate(tokenizer.encode("ROMEO:").unsqueeze(0), sampling)
     print(tokenizer.decode(ids[0]))
 
 Only torch, safetensors and the model/tokenizer classes are involved: no Trainer, no LightningModule.

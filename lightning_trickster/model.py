@@ -278,30 +278,23 @@ class NanoTrickster(nn.Module):
     def generate(
         self,
         idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        sampling: SamplingSettings,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> torch.Tensor:
-        """Continue each row of idx (B, T) by max_new_tokens tokens; returns (B, T + max_new_tokens).
-        temperature 0 picks the most likely token (greedy). See stream() for the caching."""
-        new_tokens = list(self.stream(idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache))
-        return torch.cat([idx, *new_tokens], dim=1)
+        """Continue each row of idx (B, T) by sampling.max_new_tokens tokens; returns (B, T + max_new_tokens).
+        See stream() for the caching."""
+        return torch.cat([idx, *self.stream(idx, sampling, generator, use_cache)], dim=1)
 
     @torch.no_grad()
     def stream(
         self,
         idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        sampling: SamplingSettings,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> Iterator[torch.Tensor]:
-        """Yield the next token of every row of idx (B, T), as (B, 1), max_new_tokens times.
+        """Yield the next token of every row of idx (B, T), as (B, 1), sampling.max_new_tokens times.
 
         With the cache the prompt is pre-filled once and each step decodes one token. When the context
         reaches max_seq_len the window slides: the cache is re-filled from the newest max_seq_len // 2
@@ -311,7 +304,7 @@ class NanoTrickster(nn.Module):
         cache = None
         # self.forward, not self(...): it stays eager when the module was compiled for training, where every new
         # context length would otherwise trigger a recompile until torch gives up on the graph.
-        for _ in range(max_new_tokens):
+        for _ in range(sampling.max_new_tokens):
             if not use_cache:
                 logits, _ = self.forward(idx[:, -max_len:])
             elif cache is None or cache.length == max_len:
@@ -327,7 +320,9 @@ class NanoTrickster(nn.Module):
                 logits, _ = self.forward(keep, cache=cache)
             else:
                 logits, _ = self.forward(idx[:, -1:], cache=cache)
-            next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+            next_token = sample_next_token(
+                logits[:, -1, :], sampling.temperature, sampling.top_k, sampling.top_p, generator
+            )
             idx = torch.cat((idx, next_token), dim=1)
             yield next_token
 
@@ -361,7 +356,7 @@ def sample_next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingSettings:
     """How generation picks each next token; stored with a trained model as its defaults."""
 
@@ -374,18 +369,26 @@ class SamplingSettings:
     top_p: float | None = None
     """Sample from the smallest set of tokens holding probability top_p (None: all)."""
 
-    def check(self, vocab_size: int) -> None:
-        """Raise InvalidConfigError naming the first setting that is out of range for this vocabulary."""
-        if self.max_new_tokens < 0:
-            raise InvalidConfigError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+    def __post_init__(self) -> None:
+        if isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 0:
+            raise InvalidConfigError(f"sampling.max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise InvalidConfigError(
-                f"temperature must be a finite number >= 0 (0 means greedy), got {self.temperature}"
+                f"sampling.temperature must be a finite number >= 0 (0 means greedy), got {self.temperature}"
             )
-        if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
-            raise InvalidConfigError(f"top_k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}")
+        if self.top_k is not None and self.top_k < 1:
+            raise InvalidConfigError(
+                f"sampling.top_k must be between 1 and the vocabulary size (or null for all), got {self.top_k}"
+            )
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InvalidConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InvalidConfigError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
+
+    def check(self, vocab_size: int) -> None:
+        """The one check that needs the vocabulary: top_k cannot exceed it."""
+        if self.top_k is not None and self.top_k > vocab_size:
+            raise InvalidConfigError(
+                f"sampling.top_k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}"
+            )
 
 
 def pick_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:

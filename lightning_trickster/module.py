@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -15,10 +18,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 
-from lightning_trickster.checkpoint import check_same_architecture
+from lightning_trickster.checkpoint import check_same_architecture, read_checkpoint
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings
-from lightning_trickster.optim import OptimizerName, build_optimizer, warmup_cosine
+from lightning_trickster.optim import Optimization, build_optimizer, warmup_cosine
 from lightning_trickster.reliability import working_cpp_compiler
 
 
@@ -33,60 +36,52 @@ class NanoTricksterModule(pl.LightningModule):
 
     def __init__(
         self,
-        learning_rate: float = 3e-4,
-        weight_decay: float = 0.1,
-        betas: tuple[float, float] = (0.9, 0.95),
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.1,
-        max_new_tokens: int = SamplingSettings.max_new_tokens,
-        temperature: float = SamplingSettings.temperature,
-        top_k: int | None = SamplingSettings.top_k,
-        top_p: float | None = SamplingSettings.top_p,
+        vocab_size: int = NanoTricksterConfig.vocab_size,
+        hidden_dim: int = NanoTricksterConfig.hidden_dim,
+        num_layers: int = NanoTricksterConfig.num_layers,
+        num_heads: int = NanoTricksterConfig.num_heads,
+        mlp_dim: int = NanoTricksterConfig.mlp_dim,
+        max_seq_len: int = NanoTricksterConfig.max_seq_len,
+        dropout: float = NanoTricksterConfig.dropout,
+        tie_embeddings: bool = NanoTricksterConfig.tie_embeddings,
+        rope_theta: float = NanoTricksterConfig.rope_theta,
+        norm_eps: float = NanoTricksterConfig.norm_eps,
+        optimization: Optimization = Optimization(),  # noqa: B008  frozen: one shared default is safe
+        sampling: SamplingSettings | None = None,
         compile: bool | None = None,
-        fused_optimizer: bool | None = None,
-        optimizer: OptimizerName = "adamw",
-        muon_learning_rate: float = 0.02,
-        **shape: Any,
     ) -> None:
         """
         Args:
-            learning_rate: peak AdamW learning rate, reached after warmup.
-            weight_decay: weight decay, applied to matrices and embeddings only (not norms).
-            betas: AdamW betas.
-            warmup_steps: optimizer steps of linear LR warmup.
-            min_lr_ratio: the cosine schedule decays to learning_rate * min_lr_ratio at trainer.max_steps.
-            max_new_tokens: tokens generated per prompt by predict (see SamplingSettings).
-            temperature: sampling temperature; 0 is greedy.
-            top_k: sample only among the k most likely tokens (None: all).
-            top_p: sample from the smallest set of tokens holding probability top_p (None: all).
+            vocab_size: number of token ids (on the command line it comes from the data module's tokenizer).
+            hidden_dim: width of the residual stream.
+            num_layers: number of transformer blocks.
+            num_heads: attention heads; must divide hidden_dim into an even head size.
+            mlp_dim: hidden width of the SwiGLU MLP.
+            max_seq_len: longest context the model attends over (the training window).
+            dropout: dropout on attention probabilities and on each residual branch while training.
+            tie_embeddings: share the token embedding with the output projection.
+            rope_theta: base of the rotary position embedding frequencies.
+            norm_eps: epsilon of every RMSNorm.
+            optimization: optimizer, learning rates and schedule.
+            sampling: how predict and the training samples generate text (None: SamplingSettings' defaults; on the
+                command line: --sampling.*).
             compile: torch.compile the model (None: when fitting on CUDA, or on a CPU with a working C++
                 compiler).
-            fused_optimizer: use the fused AdamW kernel (None: on for CUDA and CPU, off elsewhere).
-            optimizer: 'adamw' for every parameter, or 'muon' for the blocks' weight matrices with AdamW for the
-                embedding and norms (lightning_trickster.optim).
-            muon_learning_rate: peak Muon learning rate (optimizer 'muon'), on the same warmup-cosine schedule.
-            **shape: the model's shape, the fields of NanoTricksterConfig (hidden_dim, num_layers, ...; vocab_size
-                comes from the data module's tokenizer on the command line).
         """
         super().__init__()
-        self.save_hyperparameters()
-        if learning_rate <= 0:
-            raise InvalidConfigError(f"model.learning_rate must be positive, got {learning_rate}")
-        if warmup_steps < 0:
-            raise InvalidConfigError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
-        if not 0.0 <= min_lr_ratio <= 1.0:
-            raise InvalidConfigError(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
-        if muon_learning_rate <= 0:
-            raise InvalidConfigError(f"model.muon_learning_rate must be positive, got {muon_learning_rate}")
-        if weight_decay < 0:  # AdamW would push the weights away from zero instead
-            raise InvalidConfigError(f"model.weight_decay must be >= 0, got {weight_decay}: e.g. 0.1, or 0 for none")
-        if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
-            raise InvalidConfigError(f"model.betas must be two numbers in [0, 1), got {list(betas)}: e.g. [0.9, 0.95]")
-        self.model = NanoTrickster(NanoTricksterConfig(**shape))
-        # Checkpoints describe the whole shape, also the fields a Python caller left at their defaults.
-        self.hparams.update(asdict(self.model.config))
-        self.sampling = SamplingSettings(max_new_tokens, temperature, top_k, top_p)
-        self.sampling.check(self.model.config.vocab_size)
+        # Checkpoints hold plain values: a dict per settings group (load_from_checkpoint passes them back as dicts).
+        optimization = Optimization(**optimization) if isinstance(optimization, Mapping) else optimization
+        sampling = SamplingSettings(**sampling) if isinstance(sampling, Mapping) else sampling or SamplingSettings()
+        self.save_hyperparameters(ignore=["optimization", "sampling"])
+        self.hparams.update(optimization=asdict(optimization), sampling=asdict(sampling))
+        shape = NanoTricksterConfig(
+            vocab_size, hidden_dim, num_layers, num_heads, mlp_dim, max_seq_len, dropout, tie_embeddings, rope_theta,
+            norm_eps,
+        )  # fmt: skip
+        self.model = NanoTrickster(shape)
+        self.optimization = optimization
+        self.sampling = sampling
+        self.sampling.check(shape.vocab_size)
         self.val_loss = MeanMetric()
         self._step_loss_sum: torch.Tensor | None = None
         self._step_micro_batches = 0
@@ -98,6 +93,17 @@ class NanoTricksterModule(pl.LightningModule):
         """Training tokens seen by all processes since the run began, across resumes (saved in checkpoints)."""
         self.checkpoint_step: int | None = None
         """Global step of the checkpoint the weights were loaded from, if any."""
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> NanoTricksterModule:
+        """Lightning's, for a checkpoint of any layout this project wrote: a file is read through read_checkpoint,
+        which checks it and brings one written before the settings were grouped to today's layout."""
+        if isinstance(checkpoint_path, str | Path):
+            buffer = io.BytesIO()
+            torch.save(read_checkpoint(checkpoint_path), buffer)
+            buffer.seek(0)
+            checkpoint_path = buffer
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         return self.model(idx, targets)
@@ -200,14 +206,11 @@ class NanoTricksterModule(pl.LightningModule):
         """Complete a batch of equal-length prompts: {"prompts": [str], "completions": [str] (the text after each
         prompt, decoded with the data module's tokenizer), "tokens": (B, max_new_tokens) ids}."""
         prompt_tokens = batch["tokens"]
-        generated = self.model.generate(prompt_tokens, **self.sampling_settings(), generator=self._predict_generator)
+        generated = self.model.generate(prompt_tokens, self.sampling, generator=self._predict_generator)
         new_tokens = generated[:, prompt_tokens.size(1) :]
         tokenizer = self.trainer.datamodule.tokenizer
         completions = [tokenizer.decode(row) for row in new_tokens.cpu()]
         return {"prompts": batch["prompts"], "completions": completions, "tokens": new_tokens}
-
-    def sampling_settings(self) -> dict[str, Any]:
-        return asdict(self.sampling)
 
     def on_predict_start(self) -> None:
         # Seeded from seed_everything, so --seed_everything makes predictions reproducible.
@@ -253,10 +256,10 @@ class NanoTricksterModule(pl.LightningModule):
         total_steps = self.trainer.max_steps
         if total_steps is None or total_steps <= 0:
             raise InvalidConfigError("set --trainer.max_steps: the learning-rate schedule decays over that many steps")
-        if self.hparams.warmup_steps > total_steps:
+        if self.optimization.warmup_steps > total_steps:
             rank_zero_warn(
-                f"model.warmup_steps={self.hparams.warmup_steps} is longer than this run (trainer.max_steps="
-                f"{total_steps}): the learning rate will not reach its peak model.learning_rate"
+                f"model.optimization.warmup_steps={self.optimization.warmup_steps} is longer than this run "
+                f"(trainer.max_steps={total_steps}): the learning rate will not reach its peak learning_rate"
             )
         optimizer, schedule = self.optimizer_and_schedule(total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -293,34 +296,28 @@ class NanoTricksterModule(pl.LightningModule):
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         """The configured optimizer (weight decay on matrices and embeddings, not norm weights) and the
         warmup-cosine schedule."""
-        hp = self.hparams
-        if hp.optimizer == "muon" and self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy):
+        settings = self.optimization
+        sharded = self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy)
+        if settings.optimizer == "muon" and sharded:
             raise InvalidConfigError(
-                "model.optimizer muon needs whole weight matrices, but FSDP shards them: use --model.optimizer adamw "
-                "with FSDP, or DDP with muon"
+                "model.optimization.optimizer muon needs whole weight matrices, but FSDP shards them: use "
+                "--model.optimization.optimizer adamw with FSDP, or DDP with muon"
             )
         # By module type, not by p.dim(): FSDP flattens parameters into 1-D shards.
         norm_weights = {id(p) for m in self.modules() if isinstance(m, torch.nn.RMSNorm) for p in m.parameters()}
-        # Fused AdamW measured 4x faster per optimizer step than the default on CPU too (README, Performance). With
+        # Fused AdamW measured 4x faster per optimizer step than the default on CPU too (docs, Performance). With
         # fp16 loss scaling and clipping it is not: it unscales inside its step, after the clipping would have run.
-        if hp.fused_optimizer and self._clips_scaled_gradients():
+        if settings.fused and self._clips_scaled_gradients():
             raise InvalidConfigError(
-                "model.fused_optimizer true cannot be clipped under 16-mixed precision (it unscales the gradients "
-                "inside its step): leave --model.fused_optimizer unset, or use --trainer.precision bf16-mixed"
+                "model.optimization.fused true cannot be clipped under 16-mixed precision (it unscales the gradients "
+                "inside its step): leave --model.optimization.fused unset, or use --trainer.precision bf16-mixed"
             )
         fused = self.device.type in ("cuda", "cpu") and not self._clips_scaled_gradients()
-        fused = fused if hp.fused_optimizer is None else hp.fused_optimizer
-        optimizer = build_optimizer(
-            self.named_parameters(),
-            norm_weights,
-            hp.optimizer,
-            hp.learning_rate,
-            hp.weight_decay,
-            tuple(hp.betas),
-            fused or None,  # None lets torch pick its default (foreach or per-tensor) implementation
-            hp.muon_learning_rate,
-        )
+        fused = fused if settings.fused is None else settings.fused
+        # None lets torch pick its default (foreach or per-tensor) implementation.
+        optimizer = build_optimizer(self.named_parameters(), norm_weights, settings, fused or None)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total_steps, hp.min_lr_ratio)
+            optimizer,
+            lambda step: warmup_cosine(step, settings.warmup_steps, total_steps, settings.min_lr_ratio),
         )
         return optimizer, schedule

@@ -11,11 +11,58 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
+from lightning_trickster.errors import InvalidConfigError
+
 OptimizerName = Literal["adamw", "muon"]
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """How the model is optimized: the optimizer, its learning rates and the warmup-cosine schedule."""
+
+    optimizer: OptimizerName = "adamw"
+    """'adamw' for every parameter, or 'muon' for the blocks' weight matrices with AdamW for the embedding and norms."""
+    learning_rate: float = 3e-4
+    """Peak AdamW learning rate, reached after warmup."""
+    muon_learning_rate: float = 0.02
+    """Peak Muon learning rate (optimizer 'muon'), on the same schedule."""
+    weight_decay: float = 0.1
+    """Weight decay, applied to matrices and embeddings only (not norms)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    warmup_steps: int = 100
+    """Optimizer steps of linear learning-rate warmup."""
+    min_lr_ratio: float = 0.1
+    """The cosine schedule decays to learning_rate * min_lr_ratio at trainer.max_steps."""
+    fused: bool | None = None
+    """Use the fused AdamW kernel (None: on for CUDA and CPU, off elsewhere)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))  # a list from YAML or a checkpoint
+        name = "model.optimization"
+        if self.optimizer not in ("adamw", "muon"):
+            raise InvalidConfigError(f"{name}.optimizer must be adamw or muon, got {self.optimizer!r}")
+        if self.learning_rate <= 0:
+            raise InvalidConfigError(f"{name}.learning_rate must be positive, got {self.learning_rate}")
+        if self.muon_learning_rate <= 0:
+            raise InvalidConfigError(f"{name}.muon_learning_rate must be positive, got {self.muon_learning_rate}")
+        if self.warmup_steps < 0:
+            raise InvalidConfigError(f"{name}.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise InvalidConfigError(f"{name}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.weight_decay < 0:  # AdamW would push the weights away from zero instead
+            raise InvalidConfigError(
+                f"{name}.weight_decay must be >= 0, got {self.weight_decay}: e.g. 0.1, or 0 for none"
+            )
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise InvalidConfigError(
+                f"{name}.betas must be two numbers in [0, 1), got {list(self.betas)}: e.g. [0.9, 0.95]"
+            )
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -76,14 +123,14 @@ def is_block_matrix(name: str, parameter: torch.nn.Parameter) -> bool:
 def build_optimizer(
     named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
     norm_weights: set[int],
-    name: OptimizerName,
-    learning_rate: float,
-    weight_decay: float,
-    betas: tuple[float, float],
+    settings: Optimization,
     fused: bool | None,
-    muon_learning_rate: float,
 ) -> torch.optim.Optimizer:
-    """The optimizer `name` with weight decay on matrices and embeddings, none on the norm weights."""
+    """The configured optimizer with weight decay on matrices and embeddings, none on the norm weights. fused: the
+    AdamW implementation the caller chose for this device (None: torch's default)."""
+    name, learning_rate, weight_decay, betas = (
+        settings.optimizer, settings.learning_rate, settings.weight_decay, settings.betas
+    )  # fmt: skip
     named = list(named_parameters)
     matrices = [p for n, p in named if name == "muon" and is_block_matrix(n, p)]
     in_muon = {id(p) for p in matrices}
@@ -92,4 +139,4 @@ def build_optimizer(
     adamw_groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if name == "adamw":
         return torch.optim.AdamW(adamw_groups, lr=learning_rate, betas=betas, fused=fused)
-    return MuonWithAdamW(matrices, adamw_groups, muon_learning_rate, weight_decay, learning_rate, betas, fused)
+    return MuonWithAdamW(matrices, adamw_groups, settings.muon_learning_rate, weight_decay, learning_rate, betas, fused)

@@ -277,8 +277,9 @@ class NonFiniteGuard(Callback):
         if self.skipped_steps > self.max_skips:
             raise NonFiniteError(
                 f"non-finite gradients in {self.skipped_steps} steps (last at step {trainer.global_step}), more than "
-                f"nonfinite.max_skips={self.max_skips}: the run is diverging; lower --model.learning_rate or set "
-                "--trainer.gradient_clip_val, and resume with --ckpt_path last"
+                f"nonfinite.max_skips={self.max_skips}: the run is diverging; lower "
+                "--model.optimization.learning_rate or set --trainer.gradient_clip_val, and resume with "
+                "--ckpt_path last"
             )
         rank_zero_warn(f"step {trainer.global_step}: non-finite gradient, update skipped ({self.skipped_steps} so far)")
 
@@ -296,8 +297,8 @@ class NonFiniteGuard(Callback):
         )
         raise NonFiniteError(
             f"non-finite loss or gradient at step {bad_step}; training stopped at step {trainer.global_step} and "
-            f"{kept}: lower --model.learning_rate or set --trainer.gradient_clip_val and resume with --ckpt_path "
-            "last, or pass --nonfinite.action skip to drop such steps"
+            f"{kept}: lower --model.optimization.learning_rate or set --trainer.gradient_clip_val and resume with "
+            "--ckpt_path last, or pass --nonfinite.action skip to drop such steps"
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:

@@ -15,12 +15,12 @@ TINY_MODEL_ARGS = [
     "--model.max_seq_len", "32",
     "--model.dropout", "0.0",
     "--model.compile", "false",  # tests check behaviour; the compiled default has tests of its own
-    "--model.warmup_steps", "1",
+    "--model.optimization.warmup_steps", "1",
     "--data.batch_size", "4",
     "--trainer.accelerator", "cpu",
     "--trainer.enable_progress_bar", "false",
     "--trainer.enable_model_summary", "false",
-    "--sampling.prompts", '["Line"]',
+    "--samples.prompts", '["Line"]',
     "--sampling.max_new_tokens", "16",
 ]  # fmt: skip
 

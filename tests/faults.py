@@ -262,8 +262,9 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
             fit("--data.block_size", "64"),
             'must be given via "model.max_seq_len"',
         ),
-        BadInput("negative learning rate", fit("--model.learning_rate", "-0.001"), "learning_rate must be positive"),
-        BadInput("negative warmup", fit("--model.warmup_steps", "-1"), "warmup_steps must be >= 0"),
+        BadInput("negative learning rate", fit("--model.optimization.learning_rate", "-0.001"),
+                 "learning_rate must be positive"),
+        BadInput("negative warmup", fit("--model.optimization.warmup_steps", "-1"), "warmup_steps must be >= 0"),
         BadInput("unknown config name", ["fit", "--config", "giant"], "config 'giant' not found"),
         BadInput(
             "corrupt checkpoint (random bytes)", fit("--ckpt_path", str(workspace / "random.ckpt")), "could not be read"
@@ -284,13 +285,13 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
         ),
         BadInput("empty prompt", predict("--data.prompts", '[""]'), "prompt is empty"),
         BadInput(
-            "negative temperature", predict("--model.temperature", "-1"), "temperature must be a finite number >= 0"
+            "negative temperature", predict("--sampling.temperature", "-1"), "temperature must be a finite number >= 0"
         ),
-        BadInput("top_k < 0", predict("--model.top_k", "-1"), "top_k must be between 1"),
-        BadInput("top_k > vocab", predict("--model.top_k", "1000"), "top_k must be between 1"),
-        BadInput("top_p = 0", predict("--model.top_p", "0"), "top_p must be in (0, 1]"),
-        BadInput("top_p > 1", predict("--model.top_p", "1.5"), "top_p must be in (0, 1]"),
-        BadInput("negative max_new_tokens", predict("--model.max_new_tokens", "-5"), "max_new_tokens must be >= 0"),
+        BadInput("top_k < 0", predict("--sampling.top_k", "-1"), "top_k must be between 1"),
+        BadInput("top_k > vocab", predict("--sampling.top_k", "1000"), "top_k must be between 1"),
+        BadInput("top_p = 0", predict("--sampling.top_p", "0"), "top_p must be in (0, 1]"),
+        BadInput("top_p > 1", predict("--sampling.top_p", "1.5"), "top_p must be in (0, 1]"),
+        BadInput("negative max_new_tokens", predict("--sampling.max_new_tokens", "-5"), "max_new_tokens must be >= 0"),
         BadInput(
             "offline, no local corpus",
             [*fit_command(corpus, runs, 3), "--data.path", "null", "--data.cache_dir", str(workspace / "no_cache")],
@@ -373,8 +374,10 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
         BadInput("--checkpoint.monitor that validation never logs", fit("--checkpoint.monitor", "train/loss"),
                  "is not a metric this model logs"),
         BadInput("negative --checkpoint.save_top_k", fit("--checkpoint.save_top_k", "-5"), "save_top_k=-5"),
-        BadInput("model.betas outside [0, 1)", fit("--model.betas", "[1.5, 0.9]"), "model.betas must be two numbers"),
-        BadInput("negative weight decay", fit("--model.weight_decay", "-1"), "model.weight_decay must be >= 0"),
+        BadInput("model.optimization.betas outside [0, 1)", fit("--model.optimization.betas", "[1.5, 0.9]"),
+                 "model.optimization.betas must be two numbers"),
+        BadInput("negative weight decay", fit("--model.optimization.weight_decay", "-1"),
+                 "model.optimization.weight_decay must be >= 0"),
         BadInput("binary config file", fit("--config", str(workspace / "prompts.bin")), "not UTF-8 text"),
         BadInput("--ckpt_path best in a new command", predict("--ckpt_path", "best"), "--ckpt_path best has no"),
         BadInput("--model.compile true without a C++ compiler", fit("--model.compile", "true",
@@ -674,7 +677,7 @@ def signals_in_every_command(checkpoint: Path, corpus: Path, root: Path) -> list
                       "--data.batch_size", "1"],
                      "Seed set"),
         "predict": (["predict", "--config", "cpu.yaml", "--ckpt_path", str(checkpoint), "--data.prompts", '["Line"]',
-                     "--model.max_new_tokens", endless, "--trainer.enable_progress_bar", "false"], "Seed set"),
+                     "--sampling.max_new_tokens", endless, "--trainer.enable_progress_bar", "false"], "Seed set"),
         "stages": (["stages", "--ckpt_dir", str(checkpoint.parent), "--prompt", "Line", "--sampling.max_new_tokens",
                     endless], "=== prompt"),
         "prepare": (["prepare", "--config", "cpu.yaml", "--data.path", str(TESTS_DIR / "data" / "tinyshakespeare.txt"),

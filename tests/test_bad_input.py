@@ -11,9 +11,10 @@ from conftest import fit_args, write_small_corpus
 from faults import bad_input_cases, run_in_process
 
 import lightning_trickster.data as data_module
-from lightning_trickster import NanoTricksterModule, ShakespeareDataModule
+from lightning_trickster import CorpusDataModule, NanoTricksterModule
 from lightning_trickster.cli import main
 from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.optim import Optimization
 
 # Driven through the CLI by other test files already.
 COVERED_ELSEWHERE = {
@@ -85,17 +86,17 @@ def test_working_cpp_compiler_finds_the_compiler_inductor_uses_or_none():
 def test_debug_switch_shows_the_traceback(small_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("TRICKSTER_DEBUG", "1")
     with pytest.raises(InvalidConfigError, match="learning_rate must be positive"):
-        main(fit_args(small_corpus, tmp_path, "--model.learning_rate", "-1"))
+        main(fit_args(small_corpus, tmp_path, "--model.optimization.learning_rate", "-1"))
     monkeypatch.delenv("TRICKSTER_DEBUG")
     with pytest.raises(InvalidConfigError):
-        main([*fit_args(small_corpus, tmp_path, "--model.learning_rate", "-1"), "--debug"])
+        main([*fit_args(small_corpus, tmp_path, "--model.optimization.learning_rate", "-1"), "--debug"])
 
 
 def test_block_size_longer_than_the_models_context_is_a_clear_error_at_fit_start(small_corpus):
     # The CLI links data.block_size to model.max_seq_len; in Python the two can disagree.
-    data = ShakespeareDataModule(path=str(small_corpus), tokenizer="char", block_size=64, batch_size=2)
+    data = CorpusDataModule(path=str(small_corpus), tokenizer="char", block_size=64, batch_size=2)
     model = NanoTricksterModule(vocab_size=data.vocab_size, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=32,
-                                max_seq_len=32, warmup_steps=1, compile=False)  # fmt: skip
+                                max_seq_len=32, optimization=Optimization(warmup_steps=1), compile=False)  # fmt: skip
     trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     with pytest.raises(InvalidConfigError, match="data.block_size=64 is longer than the model's max_seq_len=32"):

@@ -11,7 +11,7 @@ from conftest import fit_args
 
 from lightning_trickster.checkpoint import DATAMODULE_KEY, load_trained_model
 from lightning_trickster.cli import main
-from lightning_trickster.data import ShakespeareDataModule, data_args_from_tokenizer_state
+from lightning_trickster.data import CorpusDataModule, data_args_from_tokenizer_state
 from lightning_trickster.errors import DataError
 from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.tokenizer import BPETokenizer, ByteTokenizer, CharTokenizer, tokenizer_from_state_dict
@@ -28,8 +28,8 @@ def code_dir(tmp_path: Path) -> Path:
     return root
 
 
-def prepared_bpe(path: Path, tmp_path: Path, **kwargs) -> ShakespeareDataModule:
-    data = ShakespeareDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), tokenizer="bpe", **kwargs)
+def prepared_bpe(path: Path, tmp_path: Path, **kwargs) -> CorpusDataModule:
+    data = CorpusDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), tokenizer="bpe", **kwargs)
     data.prepare_data()
     return data
 
@@ -67,7 +67,7 @@ def test_every_tokenizer_state_is_plain_data_that_rebuilds_it_without_a_corpus(c
         assert torch.equal(rebuilt.encode(CODE[:300]), tokenizer.encode(CODE[:300]))
         args = data_args_from_tokenizer_state(state)
         assert args["tokenizer"] == tokenizer.name
-        data = ShakespeareDataModule(path=str(tmp_path / "no-such-corpus"), cache_dir=str(tmp_path / "x"), **args)
+        data = CorpusDataModule(path=str(tmp_path / "no-such-corpus"), cache_dir=str(tmp_path / "x"), **args)
         assert data.vocab_size == tokenizer.vocab_size and data.tokenizer.state_dict() == state
     assert not (tmp_path / "x").exists()  # nothing was read, downloaded or prepared
 
@@ -75,7 +75,7 @@ def test_every_tokenizer_state_is_plain_data_that_rebuilds_it_without_a_corpus(c
 def test_checkpoint_carries_the_bpe_so_predict_and_complete_need_no_corpus(code_dir, tmp_path):
     root = tmp_path / "run"
     extra = ["--data.tokenizer", "bpe", "--data.vocab_size", "300", "--data.cache_dir", str(tmp_path / "cache")]
-    main(fit_args(code_dir, root, *extra, "--sampling.prompts", '["def "]', max_steps=3))
+    main(fit_args(code_dir, root, *extra, "--samples.prompts", '["def "]', max_steps=3))
     checkpoint_path = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(checkpoint_path, weights_only=True)
     assert checkpoint["hyper_parameters"]["vocab_size"] == 300
@@ -83,7 +83,7 @@ def test_checkpoint_carries_the_bpe_so_predict_and_complete_need_no_corpus(code_
 
     for path in code_dir.iterdir():
         path.unlink()  # the corpus is gone
-    data = ShakespeareDataModule(
+    data = CorpusDataModule(
         path=str(code_dir),
         prompts=["def function_"],
         cache_dir=str(tmp_path / "y"),
@@ -119,6 +119,6 @@ def test_a_tokenizer_json_that_does_not_load_is_a_clear_error(tmp_path):
     broken = tmp_path / "tokenizer.json"
     broken.write_text('{"model": {"type": "NoSuchModel"}}')
     with pytest.raises(DataError, match=r"BPE tokenizer from .*tokenizer.json does not load .*: pass a tokenizer.json"):
-        ShakespeareDataModule(path=str(tmp_path), tokenizer="bpe", tokenizer_path=str(broken))
+        CorpusDataModule(path=str(tmp_path), tokenizer="bpe", tokenizer_path=str(broken))
     with pytest.raises(DataError, match=r"tokenizer file .*missing.json cannot be read"):
-        ShakespeareDataModule(path=str(tmp_path), tokenizer="bpe", tokenizer_path=str(tmp_path / "missing.json"))
+        CorpusDataModule(path=str(tmp_path), tokenizer="bpe", tokenizer_path=str(tmp_path / "missing.json"))

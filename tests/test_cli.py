@@ -113,7 +113,9 @@ def test_predict_writes_completions_as_json_lines_without_needing_the_corpus(sma
     main(fit_args(small_corpus, tmp_path / "run", max_steps=3))
     small_corpus.unlink()
     main(
-        predict_args(tmp_path / "run", "--data.prompts", '["Line 1", "the ", "Line 2"]', "--model.max_new_tokens", "12")
+        predict_args(
+            tmp_path / "run", "--data.prompts", '["Line 1", "the ", "Line 2"]', "--sampling.max_new_tokens", "12"
+        )
     )
     records = [
         json.loads(line)
@@ -151,7 +153,7 @@ def test_prompt_with_characters_outside_the_vocabulary_is_a_one_line_error(small
 
 
 def test_fit_logs_the_random_baseline_and_text_samples(small_corpus, tmp_path):
-    main(fit_args(small_corpus, tmp_path, "--sampling.every_n_steps", "3"))
+    main(fit_args(small_corpus, tmp_path, "--samples.every_n_steps", "3"))
     events = EventAccumulator(str(run_dir(tmp_path)))
     events.Reload()
     baseline = events.Scalars("baseline/val_loss_at_init")[0].value

@@ -8,15 +8,16 @@ import pytest
 from lightning.pytorch.trainer.states import TrainerFn
 
 import lightning_trickster.module
-from lightning_trickster.data import ShakespeareDataModule
+from lightning_trickster.data import CorpusDataModule
 from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.optim import Optimization
 from lightning_trickster.reliability import working_cpp_compiler
 
 
 def two_step_fit(corpus, **module_args) -> NanoTricksterModule:
-    data = ShakespeareDataModule(path=str(corpus), tokenizer="char", block_size=16, batch_size=2)
+    data = CorpusDataModule(path=str(corpus), tokenizer="char", block_size=16, batch_size=2)
     model = NanoTricksterModule(vocab_size=data.vocab_size, hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=32,
-                                max_seq_len=16, warmup_steps=1, **module_args)  # fmt: skip
+                                max_seq_len=16, optimization=Optimization(warmup_steps=1), **module_args)  # fmt: skip
     trainer = pl.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(model, data)

@@ -1,4 +1,4 @@
-"""ShakespeareDataModule: corpus, tokenizers, the 90/10 split, training windows and validation coverage."""
+"""CorpusDataModule: corpus, tokenizers, the 90/10 split, training windows and validation coverage."""
 
 import hashlib
 import io
@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import lightning_trickster.data as data_module
-from lightning_trickster.data import TINY_SHAKESPEARE_MD5, RandomWindows, ShakespeareDataModule, as_long_tensor
+from lightning_trickster.data import TINY_SHAKESPEARE_MD5, CorpusDataModule, RandomWindows, as_long_tensor
 from lightning_trickster.errors import DataError, InvalidConfigError
 from lightning_trickster.tokenizer import ByteTokenizer, CharTokenizer
 
 
 def test_tiny_shakespeare_splits_90_10_by_position(shakespeare_path, tmp_path):
-    data = ShakespeareDataModule(path=str(shakespeare_path), tokenizer="char", cache_dir=str(tmp_path))
+    data = CorpusDataModule(path=str(shakespeare_path), tokenizer="char", cache_dir=str(tmp_path))
     data.setup("fit")
     assert data.vocab_size == 65
     assert (len(data.train_tokens), len(data.val_tokens)) == (1_003_854, 111_540)
@@ -39,9 +39,9 @@ def test_char_tokenizer_round_trips_and_rejects_unknown_characters():
 
 
 def test_vocab_size_is_known_right_after_init(small_corpus):
-    assert ShakespeareDataModule(path=str(small_corpus), tokenizer="byte").vocab_size == 256
+    assert CorpusDataModule(path=str(small_corpus), tokenizer="byte").vocab_size == 256
     chars = len(set(small_corpus.read_text()))
-    assert ShakespeareDataModule(path=str(small_corpus), tokenizer="char").vocab_size == chars
+    assert CorpusDataModule(path=str(small_corpus), tokenizer="char").vocab_size == chars
 
 
 def test_training_windows_are_shifted_by_one_and_reproducible_from_the_seed():
@@ -77,7 +77,7 @@ def test_workers_together_yield_the_same_batches_in_the_same_order():
 
 
 def test_validation_scores_every_val_token_exactly_once(small_corpus, tmp_path):
-    data = ShakespeareDataModule(
+    data = CorpusDataModule(
         path=str(small_corpus), tokenizer="byte", block_size=32, batch_size=5, cache_dir=str(tmp_path)
     )
     data.setup("validate")
@@ -92,15 +92,15 @@ def test_validation_scores_every_val_token_exactly_once(small_corpus, tmp_path):
 
 def test_missing_data_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not found: pass --data.path"):
-        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char").vocab_size  # noqa: B018
+        CorpusDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char").vocab_size  # noqa: B018
     with pytest.raises(DataError, match="not found: pass --data.path"):
-        ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="byte", cache_dir=str(tmp_path)).prepare_data()
+        CorpusDataModule(path=str(tmp_path / "nope.txt"), tokenizer="byte", cache_dir=str(tmp_path)).prepare_data()
 
 
 def test_corpus_shorter_than_one_window_is_a_clear_error(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("To be, or not to be.")
-    data = ShakespeareDataModule(path=str(path), block_size=32, cache_dir=str(tmp_path))
+    data = CorpusDataModule(path=str(path), block_size=32, cache_dir=str(tmp_path))
     with pytest.raises(DataError, match="shorter than one window"):
         data.setup("fit")
 
@@ -109,7 +109,7 @@ def test_char_tokenizer_on_non_utf8_file_is_a_clear_error(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("café crème".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8 text.*--data.tokenizer byte"):
-        ShakespeareDataModule(path=str(path), tokenizer="char").vocab_size  # noqa: B018  (the CLI reads it first)
+        CorpusDataModule(path=str(path), tokenizer="char").vocab_size  # noqa: B018  (the CLI reads it first)
 
 
 def test_download_is_verified_and_then_reused(tmp_path, monkeypatch, shakespeare_path):
@@ -122,12 +122,12 @@ def test_download_is_verified_and_then_reused(tmp_path, monkeypatch, shakespeare
         return io.BytesIO(payload)
 
     monkeypatch.setattr(data_module.urllib.request, "urlopen", fake_urlopen)
-    data = ShakespeareDataModule(cache_dir=str(tmp_path))
+    data = CorpusDataModule(cache_dir=str(tmp_path))
     assert calls == []  # nothing is downloaded before the data is needed
     data.prepare_data()
     assert data.corpus_path == tmp_path / "input.txt"
     assert calls[0][0] == data_module.TINY_SHAKESPEARE_URL and calls[0][1] > 0
-    ShakespeareDataModule(cache_dir=str(tmp_path)).prepare_data()
+    CorpusDataModule(cache_dir=str(tmp_path)).prepare_data()
     assert len(calls) == 1  # the cached, verified copy is reused
 
 
@@ -135,7 +135,7 @@ def test_corrupt_download_never_becomes_the_cached_file(tmp_path, monkeypatch):
     monkeypatch.setattr(data_module.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"truncated"))
     monkeypatch.setattr(data_module.time, "sleep", lambda seconds: None)
     with pytest.raises(DataError, match="md5 mismatch.*--data.path"):
-        ShakespeareDataModule(cache_dir=str(tmp_path)).prepare_data()
+        CorpusDataModule(cache_dir=str(tmp_path)).prepare_data()
     assert list(Path(tmp_path).iterdir()) == []
 
 
@@ -146,12 +146,12 @@ def test_offline_without_a_local_copy_says_where_to_put_the_file(tmp_path, monke
     monkeypatch.setattr(data_module.urllib.request, "urlopen", offline)
     monkeypatch.setattr(data_module.time, "sleep", lambda seconds: None)
     with pytest.raises(DataError, match=f"save that file as {tmp_path / 'input.txt'} or pass --data.path"):
-        ShakespeareDataModule(cache_dir=str(tmp_path)).prepare_data()
+        CorpusDataModule(cache_dir=str(tmp_path)).prepare_data()
 
 
 def test_a_char_data_module_reads_its_corpus_only_when_its_vocabulary_is_needed(tmp_path):
-    data = ShakespeareDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char", prompts=["ROMEO:"])  # no I/O
+    data = CorpusDataModule(path=str(tmp_path / "nope.txt"), tokenizer="char", prompts=["ROMEO:"])  # no I/O
     with pytest.raises(DataError, match="not found"):
         data.vocab_size  # noqa: B018
-    given = ShakespeareDataModule(tokenizer="char", vocab="EMOR:", prompts=["ROMEO:"], cache_dir=str(tmp_path))
+    given = CorpusDataModule(tokenizer="char", vocab="EMOR:", prompts=["ROMEO:"], cache_dir=str(tmp_path))
     assert given.vocab_size == 5 and not list(tmp_path.iterdir())  # a given vocabulary: nothing downloaded

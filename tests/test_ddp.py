@@ -18,15 +18,15 @@ from lightning.pytorch import seed_everything
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_trickster.cli import main
-from lightning_trickster.data import ConsecutiveWindows, RandomWindows, ShakespeareDataModule
+from lightning_trickster.data import ConsecutiveWindows, CorpusDataModule, RandomWindows
 from lightning_trickster.module import NanoTricksterModule
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
 # AdamW in both, so DDP and FSDP (which shards the matrices Muon needs whole) take comparable steps.
-TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.optimizer", "adamw"]
+TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.optimization.optimizer", "adamw"]
 SHARDED = [
-    "--model.optimizer", "adamw",
+    "--model.optimization.optimizer", "adamw",
     "--trainer.devices", "2",
     "--trainer.strategy", "lightning_trickster.sharding.ShardedStrategy",
     "--trainer.strategy.auto_wrap_policy", "[lightning_trickster.model.Block]",
@@ -118,7 +118,7 @@ def test_ddp_logs_the_training_loss_averaged_over_both_ranks(ddp_run, small_corp
     hparams = torch.load(run_dir(single) / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
 
     seed_everything(1337)  # what the CLI does (cpu.yaml) before it builds the model
-    data = ShakespeareDataModule(path=str(ddp_run["corpus"]), tokenizer="char", block_size=32, batch_size=4)
+    data = CorpusDataModule(path=str(ddp_run["corpus"]), tokenizer="char", block_size=32, batch_size=4)
     module = NanoTricksterModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
     data.setup("fit")
     rank_losses = []

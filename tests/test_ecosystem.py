@@ -28,7 +28,7 @@ def run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tb")
     corpus = root / "corpus.txt"
     corpus.write_text("".join(f"Line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(300)))
-    main(fit_args(corpus, root, "--sampling.every_n_steps", "3"))
+    main(fit_args(corpus, root, "--samples.every_n_steps", "3"))
     return root
 
 

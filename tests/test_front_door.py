@@ -45,15 +45,15 @@ def test_every_command_has_help_from_the_same_parser(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     usage = " ".join(capsys.readouterr().out.split("\n\n")[0].split())
-    assert usage.startswith(f"usage: python -m lightning_trickster [options] {command} [-c CONFIG]")
+    assert usage.startswith(f"usage: python -m lightning_trickster {command} [-c CONFIG]")
 
 
-@pytest.mark.parametrize("command", [name for name, command in COMMANDS.items() if command.reads_preset])
-def test_commands_that_read_a_preset_take_every_fit_option(command, capsys):
+@pytest.mark.parametrize("command", [name for name, command in COMMANDS.items() if command.reads_fit_config])
+def test_commands_that_read_a_fit_config_take_every_fit_option(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = capsys.readouterr().out
-    assert all(f"--{group}." in out for group in ("trainer", "model", "data", "checkpoint", "sampling"))
+    assert all(f"--{group}." in out for group in ("trainer", "model", "data", "checkpoint", "sampling", "samples"))
 
 
 def test_the_plugin_imports_nothing_of_the_application():
@@ -77,7 +77,7 @@ def test_the_model_and_export_modules_do_not_import_lightning(module):
 
 
 def test_a_run_shorter_than_its_warmup_starts_with_one_warning(small_corpus, tmp_path, recwarn):
-    main(fit_args(small_corpus, tmp_path, "--model.warmup_steps", "10", max_steps=2))
+    main(fit_args(small_corpus, tmp_path, "--model.optimization.warmup_steps", "10", max_steps=2))
     warnings = [str(w.message) for w in recwarn if "warmup_steps=10 is longer than this run" in str(w.message)]
     assert len(warnings) == 1 and "will not reach its peak" in warnings[0] and "\n" not in warnings[0]
     assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
@@ -85,9 +85,9 @@ def test_a_run_shorter_than_its_warmup_starts_with_one_warning(small_corpus, tmp
 
 def test_a_negative_warmup_stays_an_error(small_corpus, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(fit_args(small_corpus, tmp_path, "--model.warmup_steps", "-1"))
+        main(fit_args(small_corpus, tmp_path, "--model.optimization.warmup_steps", "-1"))
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: model.warmup_steps must be >= 0, got -1"
+    assert capsys.readouterr().err.strip() == "error: model.optimization.warmup_steps must be >= 0, got -1"
 
 
 # Every preset keeps its trainer, schedule, data and sampling settings; all but cpu.yaml take the tiny model's shape
@@ -100,7 +100,7 @@ FULL_SIZE_ON_CPU = {"cpu"}
 def test_fast_dev_run_works_with_every_preset(preset, small_corpus, tmp_path, caplog, capsys):
     args = ["fit", "--config", preset, "--data.path", str(small_corpus), "--trainer.fast_dev_run", "1"]
     args += ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
-    args += ["--sampling.prompts", '["Line"]']  # the presets' ROMEO: is not in the small corpus's vocabulary
+    args += ["--samples.prompts", '["Line"]']  # the presets' ROMEO: is not in the small corpus's vocabulary
     if preset == "stdlib":  # its 4,096-token BPE needs more text than the small corpus has
         args += ["--data.vocab_size", "300"]
     if preset not in FULL_SIZE_ON_CPU:

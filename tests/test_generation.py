@@ -33,8 +33,8 @@ def test_cached_decoding_gives_the_logits_of_a_full_forward(model):
 
 def test_greedy_cached_equals_greedy_recomputation(model):
     prompt = torch.randint(0, 40, (3, 5))
-    cached = model.generate(prompt, 19, temperature=0)  # fills the context exactly
-    uncached = model.generate(prompt, 19, temperature=0, use_cache=False)
+    cached = model.generate(prompt, SamplingSettings(19, temperature=0))  # fills the context exactly
+    uncached = model.generate(prompt, SamplingSettings(19, temperature=0), use_cache=False)
     assert cached.shape == (3, 24)
     assert torch.equal(cached, uncached)
 
@@ -42,23 +42,31 @@ def test_greedy_cached_equals_greedy_recomputation(model):
 def test_seeded_sampling_draws_the_same_tokens_with_and_without_cache(model):
     prompt = torch.randint(0, 40, (2, 4))
     for settings in (dict(temperature=1.0), dict(temperature=0.8, top_k=10), dict(temperature=1.2, top_p=0.9)):
-        cached = model.generate(prompt, 20, generator=torch.Generator().manual_seed(7), **settings)
-        uncached = model.generate(prompt, 20, generator=torch.Generator().manual_seed(7), use_cache=False, **settings)
+        cached = model.generate(prompt, SamplingSettings(20, **settings), generator=torch.Generator().manual_seed(7))
+        uncached = model.generate(
+            prompt, SamplingSettings(20, **settings), generator=torch.Generator().manual_seed(7), use_cache=False
+        )
         assert torch.equal(cached, uncached), settings
-    other_seed = model.generate(prompt, 20, generator=torch.Generator().manual_seed(8))
-    assert not torch.equal(other_seed, model.generate(prompt, 20, generator=torch.Generator().manual_seed(7)))
+    other_seed = model.generate(prompt, SamplingSettings(20), generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(
+        other_seed, model.generate(prompt, SamplingSettings(20), generator=torch.Generator().manual_seed(7))
+    )
 
 
 def test_a_batch_of_prompts_matches_each_prompt_alone(model):
     prompts = torch.randint(0, 40, (3, 6))
-    together = model.generate(prompts, 10, temperature=0)
+    together = model.generate(prompts, SamplingSettings(10, temperature=0))
     for row in range(3):
-        assert torch.equal(together[row : row + 1], model.generate(prompts[row : row + 1], 10, temperature=0))
+        assert torch.equal(
+            together[row : row + 1], model.generate(prompts[row : row + 1], SamplingSettings(10, temperature=0))
+        )
 
 
 def test_generation_continues_past_the_context_window(model):
     prompt = torch.randint(0, 40, (2, 30))  # already longer than max_seq_len=24
-    out = model.generate(prompt, 3 * CONFIG.max_seq_len, temperature=0.9, generator=torch.Generator().manual_seed(0))
+    out = model.generate(
+        prompt, SamplingSettings(3 * CONFIG.max_seq_len, temperature=0.9), generator=torch.Generator().manual_seed(0)
+    )
     assert out.shape == (2, 30 + 72)
     assert torch.equal(out[:, :30], prompt)
     assert out.max() < 40
@@ -66,7 +74,7 @@ def test_generation_continues_past_the_context_window(model):
 
 def test_after_the_window_slides_the_cache_matches_a_full_forward_of_the_kept_tokens(model):
     prompt = torch.randint(0, 40, (1, 24))
-    out = model.generate(prompt, 5, temperature=0)
+    out = model.generate(prompt, SamplingSettings(5, temperature=0))
     # The cache was full after the prompt, so it was re-filled from the newest 12 tokens for the first new token.
     kept = out[:, 12:24]
     assert out[0, 24] == model(kept)[0][0, -1].argmax()
@@ -94,7 +102,7 @@ def test_sampling_settings_restrict_the_candidates():
         (dict(temperature=-0.1), "temperature must be a finite number >= 0"),
         (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
         (dict(temperature=float("inf")), "temperature must be a finite number >= 0"),
-        (dict(top_k=0), "top_k must be between 1 and the vocabulary size 40"),
+        (dict(top_k=0), "top_k must be between 1 and the vocabulary size"),
         (dict(top_k=41), "top_k must be between 1 and the vocabulary size 40"),
         (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
         (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
@@ -115,11 +123,11 @@ def test_generation_stays_eager_when_the_model_is_compiled_for_training(model):
     model(tokens)  # the compiled call, as training_step makes it
     compiled_frames = counters["frames"]["ok"]
     assert compiled_frames > 0
-    generated = model.generate(tokens, 30, temperature=0)  # 30 context lengths and a window slide
+    generated = model.generate(tokens, SamplingSettings(30, temperature=0))  # 30 context lengths and a window slide
     assert counters["frames"]["ok"] == compiled_frames  # no recompile per new length
     eager = NanoTrickster(CONFIG).eval()
     eager.load_state_dict(model.state_dict())
-    assert torch.equal(generated, eager.generate(tokens, 30, temperature=0))
+    assert torch.equal(generated, eager.generate(tokens, SamplingSettings(30, temperature=0)))
     torch._dynamo.reset()
 
 
@@ -136,12 +144,12 @@ def test_the_window_slides_for_every_context_length():
                                   max_seq_len=max_seq_len)  # fmt: skip
         model = NanoTrickster(cfg).eval()
         prompt = torch.tensor([[1]])
-        cached = model.generate(prompt, 7, temperature=0)
+        cached = model.generate(prompt, SamplingSettings(7, temperature=0))
         assert cached.shape == (1, 8)
         # Recomputing the newest window from scratch gives the same tokens while the cache is within its window.
         assert torch.equal(
             cached[:, : max_seq_len + 1],
-            model.generate(prompt, 7, temperature=0, use_cache=False)[:, : max_seq_len + 1],
+            model.generate(prompt, SamplingSettings(7, temperature=0), use_cache=False)[:, : max_seq_len + 1],
         )
 
 
@@ -155,9 +163,9 @@ def test_the_compiled_static_decode_step_gives_the_eager_tokens_and_compiles_onc
     compiled.load_state_dict(model.state_dict())
     compiled.compile_decoding()
     prompt = torch.randint(0, 40, (2, 5))
-    fast = compiled.generate(prompt, 60, temperature=0)  # the window slides twice (max_seq_len 24)
-    assert torch.equal(fast, model.generate(prompt, 60, temperature=0))
+    fast = compiled.generate(prompt, SamplingSettings(60, temperature=0))  # the window slides twice (max_seq_len 24)
+    assert torch.equal(fast, model.generate(prompt, SamplingSettings(60, temperature=0)))
     # Up to a full window, the tokens of recomputing every step from scratch.
-    assert torch.equal(fast[:, :24], model.generate(prompt, 19, temperature=0, use_cache=False))
+    assert torch.equal(fast[:, :24], model.generate(prompt, SamplingSettings(19, temperature=0), use_cache=False))
     assert counters["stats"]["unique_graphs"] == 1  # one trace for every position and every cache object
     torch._dynamo.reset()

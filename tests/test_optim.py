@@ -7,14 +7,15 @@ from conftest import fit_args
 from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
 from lightning_trickster.module import NanoTricksterModule
-from lightning_trickster.optim import MuonWithAdamW
+from lightning_trickster.optim import MuonWithAdamW, Optimization
 from lightning_trickster.runs import newest_last_checkpoint
 
 SHAPE = dict(vocab_size=40, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=64, max_seq_len=16)
 
 
 def muon_module(**settings) -> NanoTricksterModule:
-    return NanoTricksterModule(optimizer="muon", learning_rate=1e-3, muon_learning_rate=0.02, **SHAPE, **settings)
+    optimization = Optimization(optimizer="muon", learning_rate=1e-3, muon_learning_rate=0.02, **settings)
+    return NanoTricksterModule(**SHAPE, optimization=optimization)
 
 
 def test_muon_takes_the_block_matrices_and_adamw_the_embedding_and_norms():
@@ -53,19 +54,19 @@ def test_muon_and_adamw_both_update_their_parameters():
 
 
 def test_a_muon_run_resumes_with_both_optimizer_states(small_corpus, tmp_path):
-    main(fit_args(small_corpus, tmp_path, "--model.optimizer", "muon"))
+    main(fit_args(small_corpus, tmp_path, "--model.optimization.optimizer", "muon"))
     checkpoint = read_checkpoint(newest_last_checkpoint(tmp_path))
     state = checkpoint["optimizer_states"][0]
     assert state.keys() == {"muon", "adamw"}
     assert state["muon"]["state"] and state["adamw"]["state"]  # momentum buffers and Adam moments were saved
-    main(fit_args(small_corpus, tmp_path, "--model.optimizer", "muon", "--ckpt_path", "last", max_steps=9))
+    main(fit_args(small_corpus, tmp_path, "--model.optimization.optimizer", "muon", "--ckpt_path", "last", max_steps=9))
     assert read_checkpoint(newest_last_checkpoint(tmp_path))["global_step"] == 9
 
 
 def test_an_unknown_optimizer_or_a_bad_muon_learning_rate_is_one_line(small_corpus, tmp_path, capsys):
     for option, value, expected in (
-        ("--model.optimizer", "sgd", "model.optimizer"),
-        ("--model.muon_learning_rate", "0", "model.muon_learning_rate must be positive"),
+        ("--model.optimization.optimizer", "sgd", "model.optimizer"),
+        ("--model.optimization.muon_learning_rate", "0", "model.muon_learning_rate must be positive"),
     ):
         with pytest.raises(SystemExit) as stopped:
             main(fit_args(small_corpus, tmp_path, option, value))

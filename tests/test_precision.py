@@ -8,16 +8,17 @@ import torch
 from conftest import fit_args
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from lightning_trickster import NanoTricksterModule, ShakespeareDataModule
+from lightning_trickster import CorpusDataModule, NanoTricksterModule
 from lightning_trickster.cli import main
 from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.optim import Optimization
 
 
 def tiny_fit(corpus, precision: str, **module_args) -> NanoTricksterModule:
-    data = ShakespeareDataModule(path=str(corpus), tokenizer="char", block_size=32, batch_size=4)
+    data = CorpusDataModule(path=str(corpus), tokenizer="char", block_size=32, batch_size=4)
     model = NanoTricksterModule(
         vocab_size=data.vocab_size, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, max_seq_len=32,
-        warmup_steps=1, compile=False, **module_args,
+        optimization=Optimization(warmup_steps=1, **module_args), compile=False,
     )  # fmt: skip
     trainer = pl.Trainer(
         accelerator="cpu", plugins=[MixedPrecision(precision, "cpu")], gradient_clip_val=0.5, max_steps=3,
@@ -37,7 +38,7 @@ def test_mixed_precision_trains_with_gradient_clipping(precision, fused, small_c
 
 def test_a_fused_optimizer_asked_for_under_fp16_clipping_is_refused(small_corpus):
     with pytest.raises(InvalidConfigError, match="fused_optimizer true cannot be clipped under 16-mixed"):
-        tiny_fit(small_corpus, "16-mixed", fused_optimizer=True)
+        tiny_fit(small_corpus, "16-mixed", fused=True)
 
 
 def test_bf16_with_clipping_trains_from_the_command_line(small_corpus, tmp_path):

@@ -13,7 +13,7 @@ from conftest import fit_args
 
 import lightning_trickster.prepared as prepared_module
 from lightning_trickster.cli import main
-from lightning_trickster.data import ConsecutiveWindows, RandomWindows, ShakespeareDataModule, as_long_tensor
+from lightning_trickster.data import ConsecutiveWindows, CorpusDataModule, RandomWindows, as_long_tensor
 from lightning_trickster.errors import DataError, InvalidConfigError
 
 POEMS = {
@@ -35,17 +35,17 @@ def corpus_dir(tmp_path: Path) -> Path:
     return root
 
 
-def data_module(path: Path | str, tmp_path: Path, **kwargs) -> ShakespeareDataModule:
-    return ShakespeareDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), block_size=32, **kwargs)
+def data_module(path: Path | str, tmp_path: Path, **kwargs) -> CorpusDataModule:
+    return CorpusDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), block_size=32, **kwargs)
 
 
-def prepare(path, tmp_path, **kwargs) -> ShakespeareDataModule:
+def prepare(path, tmp_path, **kwargs) -> CorpusDataModule:
     data = data_module(path, tmp_path, **kwargs)
     data.prepare_data()  # as the prepare command does: no Trainer
     return data
 
 
-def builds(data: ShakespeareDataModule) -> list[str]:
+def builds(data: CorpusDataModule) -> list[str]:
     return sorted(p.name for p in data.prepared_path.glob("build-*"))
 
 
@@ -89,7 +89,7 @@ def test_a_glob_selects_the_matching_files(corpus_dir, tmp_path):
 
 
 def test_directory_corpus_trains_through_the_command_line(corpus_dir, tmp_path):
-    cache = ["--data.cache_dir", str(tmp_path / "cache"), "--sampling.prompts", '["Shall"]']
+    cache = ["--data.cache_dir", str(tmp_path / "cache"), "--samples.prompts", '["Shall"]']
     main(fit_args(corpus_dir, tmp_path / "run", *cache, max_steps=3))
     assert (tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert len(list((tmp_path / "cache" / "prepared").glob("poems-*/char/meta.json"))) == 1

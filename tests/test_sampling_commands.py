@@ -73,7 +73,7 @@ def test_complete_reports_bad_input_and_keeps_going(trained_run, monkeypatch, ca
     ckpt = next(trained_run.rglob("last.ckpt"))
     out = run_repl(ckpt, "Zebra§\n\n:top_p 2\n:bogus\n:quit\nnever read\n\n", monkeypatch, capsys)
     assert "error: text contains characters outside the char vocabulary: 'Z§'" in out
-    assert "error: top_p must be in (0, 1], got 2.0" in out
+    assert "error: sampling.top_p must be in (0, 1], got 2.0" in out
     assert "unknown command ':bogus'" in out
     assert "never read" not in out
 
@@ -130,6 +130,6 @@ def test_complete_survives_any_setting_value(trained_run, monkeypatch, capsys):
     ckpt = next(trained_run.rglob("last.ckpt"))
     typed = ":temperature nan\n:temperature 1e-30\n:top_k 1e9\n:seed 99999999999999999999999\n:seed -1\nLine\n\n"
     out = run_repl(ckpt, typed, monkeypatch, capsys, "--sampling.max_new_tokens", "5")
-    assert "error: temperature must be a finite number" in out
+    assert "error: sampling.temperature must be a finite number" in out
     assert out.count("error: :seed takes a whole number") == 2  # out of range: the previous seed stays
     assert re.search(r"Line[^\n]{5}\n", out)  # then completed 5 tokens, greedily at temperature 1e-30

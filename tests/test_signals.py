@@ -30,7 +30,7 @@ def signal_after(args: list[str], signum: int, ready: str) -> tuple[int, str, fl
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_long_generation_in_predict_stops_at_once(checkpoint, signum, status):
     args = ["predict", "--config", "cpu.yaml", "--ckpt_path", str(checkpoint), "--trainer.enable_progress_bar", "false",
-            "--data.prompts", '["Line"]', "--model.max_new_tokens", "1000000"]  # fmt: skip
+            "--data.prompts", '["Line"]', "--sampling.max_new_tokens", "1000000"]  # fmt: skip
     code, last_line, seconds = signal_after(args, signum, ready="Seed set")
     assert code == status and seconds < 5
     assert last_line == f"error: stopped by {signal.Signals(signum).name}: what was already written is kept"

@@ -11,7 +11,7 @@ from lightning_trickster.cli import main
 
 def test_sweep_trains_each_run_for_the_token_budget_and_writes_json_and_png(small_corpus, tmp_path, capsys):
     out = tmp_path / "sweep"
-    common = ["--data.path", str(small_corpus), *TINY_MODEL_ARGS, "--model.warmup_steps", "0"]
+    common = ["--data.path", str(small_corpus), *TINY_MODEL_ARGS, "--model.optimization.warmup_steps", "0"]
     main([
         "sweep", "--config", "cpu.yaml", "--tokens", "1000", "--evals", "2", "--out", str(out),
         "--runs.narrow", "--model.hidden_dim 16 --model.mlp_dim 32",

@@ -41,9 +41,10 @@ tt_double = harness.tt_double
 
 GLOBAL_BATCH = 32  # divides over the 32 chips of a Galaxy
 STEPS = [
-    "--model.optimizer", "adamw",  # the chip runs AdamW; cpu.yaml, these tests' base, uses Muon on CPUs
+    "--model.optimization.optimizer", "adamw",  # the chip runs AdamW; cpu.yaml, these tests' base, uses Muon on CPUs
     "--model.num_layers", "1", "--trainer.accumulate_grad_batches", "2", "--trainer.val_check_interval", "4",
-    "--trainer.gradient_clip_val", "0.5", "--model.weight_decay", "0.1", "--data.batch_size", str(GLOBAL_BATCH),
+    "--trainer.gradient_clip_val", "0.5", "--model.optimization.weight_decay", "0.1",
+    "--data.batch_size", str(GLOBAL_BATCH),
     "--trainer.precision", "bf16-true", "--sampling.max_new_tokens", "0",
     "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
 ]  # fmt: skip

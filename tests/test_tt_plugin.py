@@ -26,16 +26,18 @@ from ttml_double import harness
 from ttml_double.harness import install_double
 
 from lightning_trickster.cli import main
-from lightning_trickster.data import ShakespeareDataModule
+from lightning_trickster.data import CorpusDataModule
 from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.optim import Optimization
 
 TT_SHAPE = ["--model.hidden_dim", "64", "--model.num_heads", "2", "--model.mlp_dim", "64", "--model.max_seq_len", "32"]
 # The chip runs AdamW (cpu.yaml, which these tests start from, trains with Muon on CPUs).
 TT = ["--trainer.accelerator", "tt", "--trainer.strategy", "tt", "--trainer.precision", "bf16-true",
-      "--model.optimizer", "adamw"]  # fmt: skip
+      "--model.optimization.optimizer", "adamw"]  # fmt: skip
 STEPS_WITH_EVERYTHING = [
-    "--model.optimizer", "adamw",  # the CPU run it is compared with must step as the chip does
-    "--trainer.accumulate_grad_batches", "2", "--trainer.gradient_clip_val", "0.5", "--model.weight_decay", "0.1",
+    "--model.optimization.optimizer", "adamw",  # the CPU run it is compared with must step as the chip does
+    "--trainer.accumulate_grad_batches", "2", "--trainer.gradient_clip_val", "0.5",
+    "--model.optimization.weight_decay", "0.1",
     "--sampling.max_new_tokens", "0", "--trainer.limit_val_batches", "4", "--trainer.num_sanity_val_steps", "1",
 ]  # fmt: skip
 LOSS_REL, GRAD_NORM_REL, WEIGHT_MEAN_ABS, WEIGHT_MAX_ABS = 5e-3, 2e-2, 1e-3, 0.02
@@ -189,8 +191,10 @@ def test_shapes_ttml_cannot_tile_are_rejected_in_one_line(tt_double, small_corpu
 
 
 def test_muon_is_refused_on_the_chip_in_one_line_naming_adamw(tt_double, small_corpus, tmp_path, capsys):
-    err = one_line_error(capsys, fit_args(small_corpus, tmp_path, *TT_SHAPE, *TT, "--model.optimizer", "muon"))
-    assert "runs AdamW on the chip" in err and err.endswith("use AdamW (--model.optimizer adamw)")
+    err = one_line_error(
+        capsys, fit_args(small_corpus, tmp_path, *TT_SHAPE, *TT, "--model.optimization.optimizer", "muon")
+    )
+    assert "runs AdamW on the chip" in err and err.endswith("use AdamW (--model.optimization.optimizer adamw)")
 
 
 @pytest.mark.parametrize(
@@ -322,7 +326,7 @@ def test_validate_and_greedy_predict_on_tt_from_a_cpu_checkpoint_track_cpu(runs,
         val_loss[name] = json.loads(newest_evaluation(ckpt, "validate", "metrics.json").read_text())["metrics"]
         main(["predict", "--config", "cpu.yaml", "--trainer.default_root_dir", str(root / "predict"), *extra,
               "--trainer.enable_progress_bar", "false", "--ckpt_path", str(ckpt), "--data.prompts",
-              '["Line 1", "the "]', "--model.temperature", "0", "--model.max_new_tokens", "40"])  # fmt: skip
+              '["Line 1", "the "]', "--sampling.temperature", "0", "--sampling.max_new_tokens", "40"])  # fmt: skip
         written = newest_evaluation(ckpt, "predict", "predictions.jsonl")
         completions[name] = [json.loads(line)["completion"] for line in written.read_text().splitlines()]
     assert val_loss["tt"].keys() == val_loss["cpu"].keys() == {"val/loss", "val/perplexity"}
@@ -386,9 +390,9 @@ class FailAtStep2(pl.Callback):
 
 
 def tiny_module_and_data(corpus: Path, batch_size: int = 4):
-    data = ShakespeareDataModule(path=str(corpus), tokenizer="char", block_size=32, batch_size=batch_size)
+    data = CorpusDataModule(path=str(corpus), tokenizer="char", block_size=32, batch_size=batch_size)
     module = NanoTricksterModule(vocab_size=data.vocab_size, hidden_dim=64, num_layers=1, num_heads=2, mlp_dim=64,
-                                 max_seq_len=32, warmup_steps=1)  # fmt: skip
+                                 max_seq_len=32, optimization=Optimization(warmup_steps=1))  # fmt: skip
     return module, data
 
 

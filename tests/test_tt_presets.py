@@ -53,9 +53,9 @@ def test_each_preset_parses_and_without_ttnn_stops_with_the_n150_line(system, sh
 
 
 TINY = ["--model.num_layers", "1", "--model.hidden_dim", "64", "--model.num_heads", "2", "--model.mlp_dim", "64",
-        "--model.max_seq_len", "32", "--model.warmup_steps", "0", "--data.tokenizer", "char",
+        "--model.max_seq_len", "32", "--model.optimization.warmup_steps", "0", "--data.tokenizer", "char",
         "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-        "--sampling.max_new_tokens", "0", "--sampling.prompts", '["Line"]']  # fmt: skip
+        "--sampling.max_new_tokens", "0", "--samples.prompts", '["Line"]']  # fmt: skip
 
 
 @pytest.mark.parametrize(("system", "per_chip"), [("n300", 16), ("t3k", 4)])  # [8, 4] trains in test_tt_mesh

@@ -2,9 +2,9 @@
 
 Each command is a plain function. The front door (`lightning_trickster.cli`) makes it a subcommand whose options
 jsonargparse derives from the function's typed signature and docstring, as litgpt's `__main__` does. A function whose
-first parameter is `preset: Preset` reads a training configuration: its subcommand also takes every option of `fit`
-(--config, --trainer.*, --model.*, --data.*, ...), parsed by the same parser as `fit`, and the function receives them
-as that Preset. Commands never import the front door.
+first parameter is `fit_config: FitConfig` reads a training configuration: its subcommand also takes every option of
+`fit` (--config, --trainer.*, --model.*, --data.*, --sampling.*, ...), parsed by the same parser as `fit`, and the
+function receives them as that FitConfig. Commands never import the front door.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from lightning_trickster.commands.bench import bench, bench_generation
 from lightning_trickster.commands.bench_data import bench_data
 from lightning_trickster.commands.complete import complete
 from lightning_trickster.commands.export import export
+from lightning_trickster.commands.fit_config import FitConfig
 from lightning_trickster.commands.info import info
 from lightning_trickster.commands.plot import plot
 from lightning_trickster.commands.prepare import prepare
-from lightning_trickster.commands.preset import Preset
 from lightning_trickster.commands.stages import stages
 from lightning_trickster.commands.sweep import sweep
 from lightning_trickster.commands.tt_check import tt_check
@@ -35,8 +35,8 @@ class Command:
     """Required parameters are positional (plot RUN_DIR) instead of --options."""
 
     @property
-    def reads_preset(self) -> bool:
-        return "preset" in inspect.signature(self.function).parameters
+    def reads_fit_config(self) -> bool:
+        return "fit_config" in inspect.signature(self.function).parameters
 
     @property
     def description(self) -> str:
@@ -58,4 +58,4 @@ COMMANDS: dict[str, Command] = {
     "tt-check": Command(tt_check),
 }
 
-__all__ = ["COMMANDS", "Command", "Preset"]
+__all__ = ["COMMANDS", "Command", "FitConfig"]

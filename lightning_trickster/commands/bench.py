@@ -18,10 +18,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lightning_trickster.commands.fit_config import FitConfig
 from lightning_trickster.commands.memory import attention_flops_per_token
-from lightning_trickster.commands.preset import Preset
 from lightning_trickster.errors import HardwareError, InvalidConfigError
-from lightning_trickster.model import NanoTrickster
+from lightning_trickster.model import NanoTrickster, SamplingSettings
 from lightning_trickster.module import tokens_per_optimizer_step
 from lightning_trickster.reliability import working_cpp_compiler
 
@@ -34,23 +34,23 @@ def measure_generation(
     device = model.embedding.weight.device
     seeded = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_len), generator=seeded).to(device)
-    model.generate(prompt, 8, temperature=0, use_cache=use_cache)
+    model.generate(prompt, SamplingSettings(8, temperature=0), use_cache=use_cache)
     synchronize(device)
     start = time.perf_counter()
-    tokens = model.generate(prompt, new_tokens, temperature=0, use_cache=use_cache)
+    tokens = model.generate(prompt, SamplingSettings(new_tokens, temperature=0), use_cache=use_cache)
     synchronize(device)
     return batch_size * new_tokens / (time.perf_counter() - start), tokens
 
 
-def preset_device(preset: Preset) -> torch.device:
+def preset_device(fit_config: FitConfig) -> torch.device:
     """Where the configuration's accelerator computes: CUDA for gpu/cuda (and auto with a GPU), else the CPU."""
-    accelerator = preset.config.trainer.accelerator
+    accelerator = fit_config.config.trainer.accelerator
     wants_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if wants_gpu else "cpu")
 
 
 def bench_generation(
-    preset: Preset, new_tokens: int = 500, batch_sizes: int | list[int] = [1, 8],  # noqa: B006
+    fit_config: FitConfig, new_tokens: int = 500, batch_sizes: int | list[int] = [1, 8],  # noqa: B006
     compiled: bool | None = None,
 ) -> None:  # fmt: skip
     """Generation speed of a configuration's model: recomputing every step, with the KV cache, and with the KV
@@ -60,7 +60,7 @@ def bench_generation(
     size and the results as JSON on the last line.
 
     Args:
-        preset: the configuration, read as fit reads it (its model shape, tokenizer and accelerator are used).
+        fit_config: the configuration, read as fit reads it (its model shape, tokenizer and accelerator are used).
         new_tokens: tokens generated per row.
         batch_sizes: rows generated together, one measurement each (e.g. '[1, 8]').
         compiled: also time the compiled decode step (None: where torch.compile works, i.e. on CUDA, or on a
@@ -69,7 +69,7 @@ def bench_generation(
     batch_sizes = [batch_sizes] if isinstance(batch_sizes, int) else batch_sizes
     if new_tokens <= 0 or any(size <= 0 for size in batch_sizes):
         raise InvalidConfigError(f"--new_tokens and --batch_sizes must be positive, got {new_tokens}, {batch_sizes}")
-    device = preset_device(preset)
+    device = preset_device(fit_config)
     if compiled is None:
         compiled = device.type == "cuda" or working_cpp_compiler() is not None
     elif compiled and device.type == "cpu" and working_cpp_compiler() is None:
@@ -78,7 +78,7 @@ def bench_generation(
             "(e.g. g++), or pass --compiled false"
         )
     torch.manual_seed(0)
-    module, _ = preset.instantiate()
+    module, _ = fit_config.instantiate()
     model = module.model.to(device).eval()
     if compiled:  # a copy: the eager decoders keep running through the uncompiled step
         compiled_model = copy.deepcopy(model)
@@ -108,7 +108,7 @@ def bench_generation(
         results.append(result)
         print(line, flush=True)
     summary = {
-        "config": config_files(preset),
+        "config": config_files(fit_config),
         "device": device_name(device),
         "torch": torch.__version__,
         "results": results,
@@ -126,8 +126,8 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e1
 """Dense bf16 tensor-core peaks (vendor datasheets) for MFU; CPUs have no entry, so their MFU is reported as null."""
 
 
-def config_files(preset: Preset) -> list[str]:
-    return [str(path) for path in preset.config.get("config") or []]
+def config_files(fit_config: FitConfig) -> list[str]:
+    return [str(path) for path in fit_config.config.get("config") or []]
 
 
 def nanogpt_flops_per_token(model: NanoTrickster, parameters: int) -> float:
@@ -243,7 +243,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def bench(
-    preset: Preset, steps: int = 30, warmup_steps: int = 5, repeats: int = 2, gen_tokens: int = 200,
+    fit_config: FitConfig, steps: int = 30, warmup_steps: int = 5, repeats: int = 2, gen_tokens: int = 200,
     output: Path = Path("bench.json"),
 ) -> None:  # fmt: skip
     """Training throughput of Lightning's fit against a plain PyTorch loop on the same model, data and optimizer.
@@ -252,7 +252,7 @@ def bench(
     of each AdamW implementation, and writes the figures as JSON.
 
     Args:
-        preset: the configuration, read as fit reads it.
+        fit_config: the configuration, read as fit reads it.
         steps: timed optimizer steps per loop and repeat.
         warmup_steps: untimed optimizer steps before them.
         repeats: how often each loop runs (alternating which goes first).
@@ -262,8 +262,8 @@ def bench(
     if min(steps, repeats, gen_tokens) <= 0 or warmup_steps < 0:
         raise InvalidConfigError("--bench.steps, --bench.repeats and --bench.gen_tokens must be positive, "
                                  "--bench.warmup_steps >= 0")  # fmt: skip
-    module, datamodule = preset.instantiate()
-    config = preset.config.trainer
+    module, datamodule = fit_config.instantiate()
+    config = fit_config.config.trainer
     accelerator = config.accelerator
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
@@ -293,13 +293,13 @@ def bench(
     # Rounded once, here: the printed ratio is then exactly the ratio of the printed throughputs.
     raw_tps = round(tokens / statistics.median(raw_runs), 1)
     lightning_tps = round(tokens / statistics.median(lightning_runs), 1)
-    device = preset_device(preset)
+    device = preset_device(fit_config)
     model = initial.model.to(device).eval()
     parameters = model.parameter_breakdown()["total"]
     name = device_name(device)
     peak = next((flops for gpu, flops in PEAK_BF16_FLOPS.items() if gpu in name), None)
     result = {
-        "config": config_files(preset),
+        "config": config_files(fit_config),
         "device": name,
         "torch": torch.__version__,
         "lightning": pl.__version__,

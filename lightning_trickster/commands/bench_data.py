@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning_trickster.commands.preset import Preset
+from lightning_trickster.commands.fit_config import FitConfig
 
 SHARED_TINY_SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -63,12 +63,12 @@ def _per_run_tokenization(path: str, tokenizer: str) -> dict[str, Any]:
 
 
 def _prepare(path: str, tokenizer: str, cache_dir: str, vocab_size: int | None) -> dict[str, Any]:
-    from lightning_trickster.data import ShakespeareDataModule
+    from lightning_trickster.data import CorpusDataModule
 
     start = time.perf_counter()
-    data = ShakespeareDataModule(path=path, tokenizer=tokenizer, cache_dir=cache_dir, vocab_size=vocab_size)
+    data = CorpusDataModule(path=path, tokenizer=tokenizer, cache_dir=cache_dir, vocab_size=vocab_size)
     shutil.rmtree(data.prepared_path, ignore_errors=True)  # measure a build, not a reuse
-    data = ShakespeareDataModule(path=path, tokenizer=tokenizer, cache_dir=cache_dir, vocab_size=vocab_size)
+    data = CorpusDataModule(path=path, tokenizer=tokenizer, cache_dir=cache_dir, vocab_size=vocab_size)
     data.prepare_data()
     meta = data.prepared.meta
     return {
@@ -82,13 +82,11 @@ def _prepare(path: str, tokenizer: str, cache_dir: str, vocab_size: int | None) 
 
 def _fit_setup(path: str, tokenizer: str, cache_dir: str, vocab_size: int | None) -> dict[str, Any]:
     """What fit does with the data before its first step, on a corpus already prepared."""
-    from lightning_trickster.data import ShakespeareDataModule
+    from lightning_trickster.data import CorpusDataModule
 
     before = _current_rss_mb()
     start = time.perf_counter()
-    data = ShakespeareDataModule(
-        path=path, tokenizer=tokenizer, cache_dir=cache_dir, vocab_size=vocab_size, block_size=128
-    )
+    data = CorpusDataModule(path=path, tokenizer=tokenizer, cache_dir=cache_dir, vocab_size=vocab_size, block_size=128)
     data.prepare_data()
     data.setup("fit")
     next(iter(data.train_dataloader()))
@@ -108,10 +106,10 @@ def _training_throughput(
     import torch
 
     from lightning_trickster.commands.bench import timed_fit
-    from lightning_trickster.data import ShakespeareDataModule, as_long_tensor
+    from lightning_trickster.data import CorpusDataModule, as_long_tensor
     from lightning_trickster.module import NanoTricksterModule
 
-    class InMemory(ShakespeareDataModule):
+    class InMemory(CorpusDataModule):
         """The pre-preparation path: every token held as int64 in a tensor (for the small corpus: 8 bytes a token
         of a 1 GB corpus would not fit)."""
 
@@ -134,7 +132,7 @@ def _training_throughput(
         return (steps - warmup) * data.hparams.batch_size * model_args["max_seq_len"] / seconds
 
     results: dict[str, list[float]] = {"memmap": [], "in_memory": []}
-    runs = {"memmap": (ShakespeareDataModule, path), "in_memory": (InMemory, small_path)}
+    runs = {"memmap": (CorpusDataModule, path), "in_memory": (InMemory, small_path)}
     for round_index in range(rounds):
         # ABBA order: a machine that speeds up or slows down during the rounds favours neither path.
         for name in ("memmap", "in_memory") if round_index % 2 == 0 else ("in_memory", "memmap"):
@@ -156,11 +154,11 @@ def _window_fetch_microseconds(
     """The data path alone: microseconds to draw one training batch of windows, memory map vs in-memory tensor.
     Free of the step time's noise, it shows what the memory map can cost a step at most."""
 
-    from lightning_trickster.data import RandomWindows, ShakespeareDataModule, as_long_tensor
+    from lightning_trickster.data import CorpusDataModule, RandomWindows, as_long_tensor
 
     fetch = {}
     for name, corpus in (("memmap", path), ("in_memory", small_path)):
-        data = ShakespeareDataModule(
+        data = CorpusDataModule(
             path=corpus, tokenizer=data_args.get("tokenizer", "byte"), cache_dir=cache_dir, block_size=128
         )
         data.setup("fit")
@@ -200,7 +198,7 @@ def _measure(name: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def bench_data(
-    preset: Preset,
+    fit_config: FitConfig,
     corpus: str | None = None,
     size_mb: float = 1000.0,
     baseline_mb: float = 50.0,
@@ -215,7 +213,7 @@ def bench_data(
     prepared copy, and training throughput from the memory map against an in-memory tensor.
 
     Args:
-        preset: the configuration (read as fit reads it) whose model and data settings the training throughput uses;
+        fit_config: the configuration (read as fit reads it) whose model and data settings the training throughput uses;
             e.g. --config cpu.yaml.
         corpus: a UTF-8 text file repeated to size_mb to make the large corpus; tiny Shakespeare by default.
         size_mb: size of the large corpus in megabytes (1000 = the issue's 1 GB target).
@@ -270,9 +268,9 @@ def bench_data(
         path=str(large),
         small_path=str(small),
         cache_dir=cache,
-        model_args={k: v for k, v in preset.config.model.as_dict().items() if k != "vocab_size"},
-        data_args=preset.config.data.as_dict(),
-        seed=preset.config.seed_everything if isinstance(preset.config.seed_everything, int) else 0,
+        model_args={k: v for k, v in fit_config.config.model.as_dict().items() if k != "vocab_size"},
+        data_args=fit_config.config.data.as_dict(),
+        seed=fit_config.config.seed_everything if isinstance(fit_config.config.seed_everything, int) else 0,
         steps=train_steps,
         warmup=train_warmup,
         rounds=train_rounds,
@@ -285,7 +283,7 @@ def bench_data(
         "small_corpus_mb": round(small.stat().st_size / 1e6, 2),
         "tokenizers": rows,
         "training": {
-            "config": [str(path) for path in preset.config.get("config") or []],
+            "config": [str(path) for path in fit_config.config.get("config") or []],
             "memmap_tokens_per_sec": round(memmap_tps, 1),
             "in_memory_tokens_per_sec": round(in_memory_tps, 1),
             "memmap_vs_in_memory": round(memmap_tps / in_memory_tps, 4),

@@ -88,7 +88,7 @@ class CompletionSession:
         decode = tokenizer.incremental_decoder()
         print(prompt, end="", flush=True)
         try:
-            for token in self.trained.model.stream(tokens, **asdict(self.settings), generator=self.generator):
+            for token in self.trained.model.stream(tokens, self.settings, generator=self.generator):
                 print(decode(int(token)), end="", flush=True)
         except (KeyboardInterrupt, StoppedBySignal) as stop:
             if isinstance(stop, StoppedBySignal) and stop.signal_name != "SIGINT":

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
+from lightning_trickster.commands.fit_config import FitConfig
 from lightning_trickster.commands.memory import RunLayout, estimate_memory, flops_per_token, parse_precision
-from lightning_trickster.commands.preset import Preset
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster
 from lightning_trickster.module import tokens_per_optimizer_step
@@ -130,29 +130,29 @@ def describe(model: NanoTrickster, layout: RunLayout, checkpointing: bool, vocab
     return "\n".join(lines)
 
 
-def trainer_settings(preset: Preset) -> dict[str, Any]:
+def trainer_settings(fit_config: FitConfig) -> dict[str, Any]:
     """The trainer section as plain values (a strategy given as class_path/init_args stays a dict)."""
-    return preset.config.trainer.as_dict()
+    return fit_config.config.trainer.as_dict()
 
 
-def info(preset: Preset, measure: int = 0) -> None:
+def info(fit_config: FitConfig, measure: int = 0) -> None:
     """Exact parameter counts and per-device memory/FLOP estimates for a training configuration.
 
     The model is built on the meta device (no memory); the vocabulary comes from the configured tokenizer (the char
     tokenizer reads --data.path, or tiny Shakespeare).
 
     Args:
-        preset: the configuration, read as fit reads it.
+        fit_config: the configuration, read as fit reads it.
         measure: also train this many steps of this shape here (one process) and compare measured peak memory with
             the estimate (0: do not measure).
     """
     if measure < 0:
         raise InvalidConfigError(f"--measure must be >= 0, got {measure}")
     with torch.device("meta"):
-        module, data = preset.instantiate()
+        module, data = fit_config.instantiate()
     model = module.model
     vocab_note = f"{data.hparams.tokenizer} tokenizer"  # a BPE still to be trained has its size, not yet its merges
-    layout, checkpointing, notes = run_layout(trainer_settings(preset), data.hparams.batch_size)
+    layout, checkpointing, notes = run_layout(trainer_settings(fit_config), data.hparams.batch_size)
     print(describe(model, layout, checkpointing, vocab_note, notes), flush=True)
     if measure:
         from lightning_trickster.commands.measure import compare_with_measurement

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from lightning_trickster.commands.preset import Preset
+from lightning_trickster.commands.fit_config import FitConfig
 
 
-def prepare(preset: Preset) -> None:
+def prepare(fit_config: FitConfig) -> None:
     """Tokenize the configured corpus once into memory-mapped token files (reused until the corpus, tokenizer or
     split change; fit prepares a missing or stale copy by itself) and print what was prepared and where.
 
     Args:
-        preset: the configuration, read as fit reads it: --data.path (a file, a directory or a quoted glob),
+        fit_config: the configuration, read as fit reads it: --data.path (a file, a directory or a quoted glob),
             --data.tokenizer (byte, char or bpe with --data.vocab_size N), --data.train_fraction, ...
     """
     with torch.device("meta"):  # only the data module is used; the model's weights take no memory
-        _, data = preset.instantiate()
+        _, data = fit_config.instantiate()
     print(f"prepared: {data.describe_prepared()}", flush=True)

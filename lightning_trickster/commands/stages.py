@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import shutil
 import textwrap
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -40,7 +39,7 @@ def untrained_twin(trained: TrainedModel, seed: int) -> TrainedModel:
 def sample(stage: TrainedModel, prompt: str, settings: SamplingSettings, seed: int) -> str:
     tokens = stage.tokenizer.encode(prompt).unsqueeze(0)
     generator = torch.Generator().manual_seed(seed)
-    new_tokens = stage.model.generate(tokens, **asdict(settings), generator=generator)[0, tokens.size(1) :]
+    new_tokens = stage.model.generate(tokens, settings, generator=generator)[0, tokens.size(1) :]
     return prompt + stage.tokenizer.decode(new_tokens)
 
 

@@ -20,19 +20,19 @@ from typing import Any
 
 import torch
 
+from lightning_trickster.commands.fit_config import FitConfig
 from lightning_trickster.commands.info import run_layout, trainer_settings
-from lightning_trickster.commands.preset import Preset
 from lightning_trickster.errors import InvalidConfigError, TricksterError
 from lightning_trickster.module import tokens_per_optimizer_step
 from lightning_trickster.runs import read_scalars, training_runs
 
 
-def plan_run(preset: Preset, tokens: float, evals: int) -> dict[str, Any]:
+def plan_run(fit_config: FitConfig, tokens: float, evals: int) -> dict[str, Any]:
     """Parameters, tokens per step and the step count that spends the budget for one run."""
     with torch.device("meta"):
-        module, data = preset.instantiate()
+        module, data = fit_config.instantiate()
     counts = module.model.parameter_breakdown()
-    layout, _, _ = run_layout(trainer_settings(preset), data.hparams.batch_size)
+    layout, _, _ = run_layout(trainer_settings(fit_config), data.hparams.batch_size)
     tokens_per_step = tokens_per_optimizer_step(
         layout.batch_size, module.model.config.max_seq_len, layout.accumulate, layout.world_size
     )
@@ -48,9 +48,9 @@ def plan_run(preset: Preset, tokens: float, evals: int) -> dict[str, Any]:
     }
 
 
-def train(name: str, preset: Preset, overrides: str, plan: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
+def train(name: str, fit_config: FitConfig, overrides: str, plan: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     root = runs_dir / name
-    run = preset.updated(
+    run = fit_config.updated(
         [
             "--trainer.max_steps",
             str(plan["steps"]),
@@ -124,13 +124,13 @@ def plot(results: list[dict[str, Any]], path: Path, tokens: int) -> None:
 
 
 def sweep(
-    preset: Preset, runs: dict[str, str], tokens: float, evals: int = 4, out: Path = Path("sweep"),
+    fit_config: FitConfig, runs: dict[str, str], tokens: float, evals: int = 4, out: Path = Path("sweep"),
     runs_dir: Path | None = None,
 ) -> None:  # fmt: skip
     """Train each run for the same token budget; write one JSON per run and a val-loss plot.
 
     Args:
-        preset: the configuration every run starts from, read as fit reads it.
+        fit_config: the configuration every run starts from, read as fit reads it.
         runs: each run's name and its fit options on top of the configuration, e.g.
             --runs.small "--model.hidden_dim 64 --model.num_layers 2" --runs.large "--model.hidden_dim 192".
         tokens: training tokens per run (e.g. 5e5).
@@ -145,7 +145,7 @@ def sweep(
     out.mkdir(parents=True, exist_ok=True)
     planned = []
     for name, overrides in runs.items():  # every run is planned (and its options checked) before any trains
-        run = preset.updated(shlex.split(overrides))
+        run = fit_config.updated(shlex.split(overrides))
         planned.append((name, run, overrides, plan_run(run, tokens, evals)))
     results = []
     for name, run, overrides, plan in planned:

@@ -206,7 +206,7 @@ class TTStrategy(SingleDeviceStrategy):
         if not isinstance(host_optimizer, torch.optim.AdamW):
             raise TTConfigError(
                 f"strategy 'tt' runs AdamW on the chip; configure_optimizers returned {type(host_optimizer).__name__}: "
-                "use AdamW (--model.optimizer adamw)"
+                "use AdamW (--model.optimization.optimizer adamw)"
             )
         names = {id(p): name for name, p in self._named_parameters().items()}
         all_params = model.parameters()
