@@ -165,9 +165,9 @@ class TricksterCLI(LightningCLI):
 
     def __init__(
         self, command: str, args: list[str], quiet: bool = False, verbose: bool = False,
-        command_options: Command | None = None,
+        command_options: Command | None = None, prog: str | None = None,
     ) -> None:  # fmt: skip
-        """quiet: no progress bar; verbose: Lightning's model summary too."""
+        """quiet: no progress bar; verbose: Lightning's model summary too. prog: the command as --help shows it."""
         self.command, self.command_line = command, args
         self.quiet, self.verbose = quiet, verbose
         self.command_options = command_options
@@ -182,7 +182,7 @@ class TricksterCLI(LightningCLI):
             args=args,
             run=False,
             parser_class=OneLineErrorParser,
-            parser_kwargs={"prog": f"{PROG} {command}", "description": description},
+            parser_kwargs={"prog": prog or f"{PROG} {command}", "description": description},
             # The run summary prints the exact parameter breakdown; Lightning's table comes with --verbose.
             trainer_defaults={
                 "callbacks": [
@@ -362,15 +362,16 @@ def _first_paragraph(function: Any) -> str:
     return (function.__doc__ or "").strip().split("\n\n")[0]
 
 
-def run_project_command(name: str, args: list[str]) -> None:
-    command = COMMANDS[name]
+def run_command(command: Command, args: list[str], prog: str) -> None:
+    """Parse a command function's options from args (with every fit option too, when it takes a FitConfig) and call
+    it. The project's commands run through here, and so do the harnesses under benchmarks/."""
     if command.reads_fit_config:
-        cli = TricksterCLI(name, args, command_options=command)
+        cli = TricksterCLI(prog.rsplit(" ", 1)[-1], args, command_options=command, prog=prog)
         fit_config = cli.fit_config()
         options = {key.rsplit(".", 1)[-1]: fit_config.full[key] for key in cli.option_keys}
         command.function(fit_config, **options)
         return
-    parser = OneLineErrorParser(prog=f"{PROG} {name}", description=command.description)
+    parser = OneLineErrorParser(prog=prog, description=command.description)
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="A YAML file of this command's options.")
     keys = parser.add_function_arguments(
         command.function, nested_key=command.options_group, as_positional=command.positional
@@ -400,7 +401,7 @@ def run(args: list[str], quiet: bool = False, verbose: bool = False) -> None:
     if name in LIGHTNING_COMMANDS:
         TricksterCLI(name, args, quiet=quiet, verbose=verbose).run()
     else:
-        run_project_command(name, args)
+        run_command(COMMANDS[name], args, f"{PROG} {name}")
 
 
 DESCRIPTION = """Train NanoTrickster from scratch and sample from it.
