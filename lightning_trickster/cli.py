@@ -346,6 +346,14 @@ class TricksterCLI(LightningCLI):
 
     # ------------------------------------------------------------------------------------------------ running
     def run(self) -> None:
+        if self.command == "fit" and self.checkpoint is not None:
+            step, max_steps = self.checkpoint.get("global_step", 0), self.trainer.max_steps
+            if 0 < max_steps <= step:
+                rank_zero_info(
+                    f"fit: --ckpt_path {self.config.ckpt_path} already reached step {step} of --trainer.max_steps "
+                    f"{max_steps}: nothing to train; pass a larger --trainer.max_steps to train on"
+                )
+                return
         arguments: dict[str, Any] = {"datamodule": self.datamodule, "ckpt_path": self.config.ckpt_path}
         if self.command == "predict":
             arguments["return_predictions"] = False  # PredictionWriter writes them as they come

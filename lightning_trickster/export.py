@@ -1,7 +1,5 @@
 """Exported models: a checkpoint as `model.safetensors` + `config.json`, loadable with plain PyTorch for generation.
 
-    from dataclasses import asdict
-
     from lightning_trickster.export import load_exported
 
     model, tokenizer, sampling = load_exported("exported/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -160,6 +161,25 @@ class NanoTricksterModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._last_log_time, self._last_log_step = time.perf_counter(), self.global_step
+        if self.global_step > 0:
+            self._follow_the_current_schedule()
+
+    def _follow_the_current_schedule(self) -> None:
+        """A resumed optimizer holds the learning rate its old schedule reached; the next step must use the schedule
+        of today's settings (--trainer.max_steps, warmup, min_lr_ratio), as nanoGPT's iteration-based schedule does:
+        extending a finished cosine raises the rate again. Says so when it changes."""
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        schedule = self.lr_schedulers()
+        restored = optimizer.param_groups[0]["lr"]
+        factors = [rule(self.global_step) for rule in schedule.lr_lambdas]
+        for group, base, factor in zip(optimizer.param_groups, schedule.base_lrs, factors, strict=True):
+            group["lr"] = base * factor
+        current = optimizer.param_groups[0]["lr"]
+        if not math.isclose(restored, current, rel_tol=1e-6, abs_tol=1e-12):
+            rank_zero_info(
+                f"schedule: the learning rate at step {self.global_step} is {current:.1e} under today's settings "
+                f"(--trainer.max_steps {self.trainer.max_steps}); the checkpoint's schedule had reached {restored:.1e}"
+            )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._micro_batch_shape = tuple(batch[1].shape)
@@ -232,7 +252,7 @@ class NanoTricksterModule(pl.LightningModule):
             self.model.compile(dynamic=False)
 
     def _compile_enabled(self) -> bool:
-        # Auto: when fitting on CUDA, or on a CPU where inductor's C++ compiler works (README, Performance); a quick
+        # Auto: when fitting on CUDA, or on a CPU where inductor's C++ compiler works (docs/performance.md); a quick
         # start on a machine without one trains eagerly and says so. Evaluations alone do not repay the compile time.
         choice = self.hparams.compile
         if choice is not None:
@@ -305,7 +325,7 @@ class NanoTricksterModule(pl.LightningModule):
             )
         # By module type, not by p.dim(): FSDP flattens parameters into 1-D shards.
         norm_weights = {id(p) for m in self.modules() if isinstance(m, torch.nn.RMSNorm) for p in m.parameters()}
-        # Fused AdamW measured 4x faster per optimizer step than the default on CPU too (docs, Performance). With
+        # Fused AdamW measured 4x faster per optimizer step than the default on CPU too (docs/performance.md). With
         # fp16 loss scaling and clipping it is not: it unscales inside its step, after the clipping would have run.
         if settings.fused and self._clips_scaled_gradients():
             raise InvalidConfigError(

@@ -65,6 +65,28 @@ def check_trainer_options(trainer: Any) -> None:
             ok = False
         if not ok:
             raise InvalidConfigError(f"--trainer.{name} {value!r} is not possible: use {requirement}")
+    check_whole_steps_between_validations(trainer.get("val_check_interval"), trainer.get("accumulate_grad_batches"))
+
+
+def check_whole_steps_between_validations(interval: Any, accumulate: Any) -> None:
+    """Lightning counts an integer val_check_interval in micro-batches: one that is not a multiple of the accumulation
+    would validate, and checkpoint, half way through an optimizer step, and a resume from there would not continue the
+    run exactly (its accumulated gradient is not saved)."""
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int)
+        or not isinstance(accumulate, int)
+        or accumulate <= 1
+    ):
+        return
+    if interval % accumulate:
+        below = interval - interval % accumulate
+        choices = f"{below} or {below + accumulate}" if below else f"{accumulate}"
+        raise InvalidConfigError(
+            f"--trainer.val_check_interval {interval} is not a multiple of --trainer.accumulate_grad_batches "
+            f"{accumulate}: it counts micro-batches, so its checkpoints would fall inside an optimizer step; use "
+            f"{choices}"
+        )
 
 
 PATH_OPTIONS = {

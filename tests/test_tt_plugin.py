@@ -37,6 +37,7 @@ TT = ["--trainer.accelerator", "tt", "--trainer.strategy", "tt", "--trainer.prec
 STEPS_WITH_EVERYTHING = [
     "--model.optimization.optimizer", "adamw",  # the CPU run it is compared with must step as the chip does
     "--trainer.accumulate_grad_batches", "2", "--trainer.gradient_clip_val", "0.5",
+    "--trainer.val_check_interval", "4",  # micro-batches: whole optimizer steps
     "--model.optimization.weight_decay", "0.1",
     "--sampling.max_new_tokens", "0", "--trainer.limit_val_batches", "4", "--trainer.num_sanity_val_steps", "1",
 ]  # fmt: skip

@@ -31,7 +31,7 @@ bfloat16 copy (optimizers/adamw.cpp @ 013b2173), so float32 master weights would
 INSTALL_TTNN = f"pip install ttnn=={TTNN_VERSION} (wheels exist for CPython 3.10 and 3.12 only)"
 BUILD_TTML = (
     f"build it from tenstorrent/tt-metal at tag v{TTNN_VERSION}: ./build_metal.sh --build-tt-train, "
-    "then pip install --no-build-isolation -e tt-train (see README, section Tenstorrent)"
+    "then pip install --no-build-isolation -e tt-train (see docs/tenstorrent.md, Install)"
 )
 
 

@@ -1,0 +1,63 @@
+"""Extending, re-running and accumulating runs have defined behaviour: a resumed step follows today's schedule, a
+finished fit trains nothing and says so, and validation (so checkpoints) only falls between whole optimizer steps."""
+
+import pytest
+import torch
+from conftest import fit_args
+
+from lightning_trickster.cli import main
+from lightning_trickster.optim import warmup_cosine
+from lightning_trickster.runs import read_scalars
+
+
+def run_dir(root, version=0):
+    return root / "lightning_logs" / f"version_{version}"
+
+
+def test_extending_a_finished_run_follows_the_new_schedule_and_says_so(small_corpus, tmp_path, capsys, caplog):
+    # AdamW with a cosine that decays to 0 at max_steps: the first run ends at lr 0.
+    settings = ["--model.optimization.optimizer", "adamw", "--model.optimization.min_lr_ratio", "0"]
+    main(fit_args(small_corpus, tmp_path, *settings, max_steps=3))
+    caplog.clear()
+    main(fit_args(small_corpus, tmp_path, *settings, "--ckpt_path", "last", max_steps=6))
+    peak = 5e-3  # cpu.yaml's learning_rate, which fit_args' base config sets
+    expected = peak * warmup_cosine(3, 1, 6, 0.0)
+    assert any(
+        record.getMessage().startswith(
+            f"schedule: the learning rate at step 3 is {expected:.1e} under today's settings"
+        )
+        and "had reached 0.0e+00" in record.getMessage()
+        for record in caplog.records
+    ), [record.getMessage() for record in caplog.records]
+    logged = dict(read_scalars(run_dir(tmp_path))["train/lr"])
+    # train/lr is logged after each step's update from the schedule: step 4's rate is the new cosine's, not zero.
+    assert logged[4] == pytest.approx(peak * warmup_cosine(4, 1, 6, 0.0), rel=1e-5) and logged[4] > 0
+
+
+def test_rerunning_a_finished_fit_trains_nothing_and_says_so(small_corpus, tmp_path, caplog):
+    main(fit_args(small_corpus, tmp_path, max_steps=3))
+    last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    before = last.stat().st_mtime_ns
+    caplog.clear()
+    main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last", max_steps=3))
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("already reached step 3 of --trainer.max_steps 3: nothing to train" in m for m in messages), messages
+    assert not any(m.startswith("fit done") for m in messages)
+    assert last.stat().st_mtime_ns == before and torch.load(last, weights_only=True)["global_step"] == 3
+
+
+def test_a_validation_interval_inside_an_optimizer_step_is_one_line_and_its_advice_works(
+    small_corpus, tmp_path, capsys
+):
+    accumulate = ["--trainer.accumulate_grad_batches", "2"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(small_corpus, tmp_path / "bad", *accumulate, max_steps=2))  # fit_args validates every 3 batches
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "error: --trainer.val_check_interval 3 is not a multiple of --trainer.accumulate_grad_batches"
+    )
+    assert err.endswith("use 2 or 4") and "\n" not in err
+    main(fit_args(small_corpus, tmp_path / "good", *accumulate, "--trainer.val_check_interval", "4", max_steps=2))
+    checkpoint = torch.load(run_dir(tmp_path / "good") / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2
