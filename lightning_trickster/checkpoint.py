@@ -186,11 +186,12 @@ def saved_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def reconcile_with_checkpoint(
-    checkpoint_path: str, saved: dict[str, Any], configured: dict[str, Any], typed: set[str], command: str
+    source: str, saved: dict[str, Any], configured: dict[str, Any], typed: set[str], command: str
 ) -> dict[str, Any]:
     """The one rule for a command's settings against its checkpoint's (saved; both as dotted option names).
 
-    The checkpoint's settings are the defaults; what the command line types wins. A config file that sets another
+    source names the checkpoint as the user gave it (--ckpt_path PATH, --init_from PATH). The checkpoint's settings
+    are the defaults; what the command line types wins. A config file that sets another
     model shape or tokenizer than the checkpoint's (e.g. nano.yaml with a cpu.yaml checkpoint) stops a fit, naming
     the fields, since resuming under it would train another model; an evaluation uses the checkpoint's values and
     says so. Returns what an evaluation keeps from the checkpoint: option -> (config file's value, checkpoint's)."""
@@ -198,9 +199,9 @@ def reconcile_with_checkpoint(
     typed_tokenizer = configured.get("data.tokenizer") if "data.tokenizer" in typed else None
     if tokenizer and typed_tokenizer not in (None, tokenizer):
         raise InvalidConfigError(
-            f"--ckpt_path {checkpoint_path} was trained with the {tokenizer} tokenizer, not the --data.tokenizer "
-            f"{typed_tokenizer} given: drop --data.tokenizer (the checkpoint's own tokenizer is used), or train a new "
-            f"model with {typed_tokenizer} without --ckpt_path"
+            f"{source} was trained with the {tokenizer} tokenizer, not the --data.tokenizer {typed_tokenizer} given: "
+            f"drop --data.tokenizer (the checkpoint's own tokenizer is used), or train a new model with "
+            f"{typed_tokenizer} without {source.split()[0]}"
         )
     compared = [f"model.{name}" for name in SHAPE_FIELDS if name != "vocab_size"] + ["data.tokenizer"]
     differences = {
@@ -214,7 +215,7 @@ def reconcile_with_checkpoint(
                        list(differences.items())[:3])  # fmt: skip
     if command == "fit":
         raise TricksterError(
-            f"--ckpt_path {checkpoint_path} was trained with another model or tokenizer than the config file sets "
+            f"{source} was trained with another model or tokenizer than the config file sets "
             f"({listed}): resume with the config the run was trained with (its config.yaml is in the run's folder), "
             "or type the values on the command line to override"
         )

@@ -34,6 +34,7 @@ from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint, reco
 from lightning_trickster.commands import COMMANDS, Command, FitConfig
 from lightning_trickster.data import CorpusDataModule, data_args_from_tokenizer_state
 from lightning_trickster.errors import InvalidConfigError, StoppedBySignal, TricksterError, raise_stopped_by_signal
+from lightning_trickster.init_from import InitialWeights, check_typed_shape, read_initial_weights
 from lightning_trickster.legacy import translate_arguments, translate_config
 from lightning_trickster.model import SamplingSettings
 from lightning_trickster.module import NanoTricksterModule
@@ -174,6 +175,7 @@ class TricksterCLI(LightningCLI):
         self.option_keys: list[str] = []
         self.checkpoint: dict[str, Any] | None = None
         self.resumed_run: Path | None = None
+        self.initial_weights: InitialWeights | None = None
         self.seed: Any = None
         description = command_options.description if command_options else _first_paragraph(getattr(Trainer, command))
         super().__init__(
@@ -230,6 +232,12 @@ class TricksterCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,
             }
         )
+        if self.command == "fit" and self.command_options is None:
+            parser.add_argument(
+                "--init_from", type=str | None, default=None,
+                help="Start a new run from the weights of a .ckpt written by fit or a directory written by export, "
+                "with a fresh optimizer, schedule and step count; the model's shape and tokenizer are the source's.",
+            )  # fmt: skip
         if self.command_options is None:
             parser.add_argument(
                 "--ckpt_path", type=str | None, default=None,
@@ -267,6 +275,9 @@ class TricksterCLI(LightningCLI):
                 "--ckpt_path best has no earlier fit to refer to in a new command: pass a .ckpt file (a run's "
                 "checkpoints/best-*.ckpt), or 'last' for the newest run's last.ckpt"
             )
+        if self.config.get("init_from"):
+            self.start_from_weights(parser, args, self.config.init_from)
+            return
         if not ckpt_path or ckpt_path == "hpc" or ckpt_path.startswith("registry"):
             return  # no checkpoint, or one of Lightning's own names: Lightning resolves it
         if ckpt_path == "last":
@@ -279,12 +290,33 @@ class TricksterCLI(LightningCLI):
         tokenizer = self.checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
         if tokenizer:
             saved.update({f"data.{key}": value for key, value in data_args_from_tokenizer_state(tokenizer).items()})
-        # The checkpoint's settings become defaults: config files and the command line, parsed again, win.
+        self.parse_with_saved_defaults(parser, args, saved, f"--ckpt_path {ckpt_path}", self.command)
+        self.config.ckpt_path = ckpt_path
+
+    def start_from_weights(self, parser: LightningArgumentParser, args: list[str], path: str) -> None:
+        """fit --init_from: the source's shape and tokenizer become this run's, and its weights the starting point."""
+        if self.config.ckpt_path:
+            raise InvalidConfigError(
+                "--init_from starts a new run from a model's weights and --ckpt_path resumes a run with its optimizer "
+                "and schedule: pass one of them"
+            )
+        self.initial_weights = read_initial_weights(path)
+        saved = {f"model.{name}": value for name, value in self.initial_weights.shape.items() if name != "vocab_size"}
+        tokenizer = self.initial_weights.tokenizer.state_dict()
+        saved.update({f"data.{key}": value for key, value in data_args_from_tokenizer_state(tokenizer).items()})
+        self.parse_with_saved_defaults(parser, args, saved, f"--init_from {path}", "init_from")
+        configured = {key: self.config.get(key) for key in saved}
+        check_typed_shape(self.initial_weights, path, configured, typed_options(args))
+
+    def parse_with_saved_defaults(
+        self, parser: LightningArgumentParser, args: list[str], saved: dict[str, Any], source: str, command: str
+    ) -> None:
+        """Parse again with a checkpoint's settings as defaults: config files and the command line win, within the
+        rule of reconcile_with_checkpoint."""
         parser.set_defaults(saved)
         self.config = parser.parse_args(args)
-        self.config.ckpt_path = ckpt_path
         configured = {key: self.config.get(key) for key in saved}
-        kept = reconcile_with_checkpoint(ckpt_path, saved, configured, typed_options(args), self.command)
+        kept = reconcile_with_checkpoint(source, saved, configured, typed_options(args), command)
         if kept:
             rank_zero_info(
                 "using the checkpoint's settings, not the config file's: "
@@ -294,7 +326,6 @@ class TricksterCLI(LightningCLI):
             # Options after the config files override them.
             overrides = [f"--{key}={yaml.safe_dump(theirs).splitlines()[0]}" for key, (_, theirs) in kept.items()]
             self.config = parser.parse_args([*args, *overrides])
-            self.config.ckpt_path = ckpt_path
 
     # ------------------------------------------------------------------------------------------------ building
     def before_instantiate_classes(self) -> None:
@@ -354,6 +385,9 @@ class TricksterCLI(LightningCLI):
                     f"{max_steps}: nothing to train; pass a larger --trainer.max_steps to train on"
                 )
                 return
+        if self.initial_weights is not None:
+            self.model.model.load_state_dict(self.initial_weights.weights)
+            rank_zero_info(f"init: weights from {self.initial_weights.description}; fresh optimizer and schedule")
         arguments: dict[str, Any] = {"datamodule": self.datamodule, "ckpt_path": self.config.ckpt_path}
         if self.command == "predict":
             arguments["return_predictions"] = False  # PredictionWriter writes them as they come

@@ -61,3 +61,29 @@ def test_a_validation_interval_inside_an_optimizer_step_is_one_line_and_its_advi
     main(fit_args(small_corpus, tmp_path / "good", *accumulate, "--trainer.val_check_interval", "4", max_steps=2))
     checkpoint = torch.load(run_dir(tmp_path / "good") / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 2
+
+
+def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights_shape_and_tokenizer(small_corpus, tmp_path, caplog):
+    main(fit_args(small_corpus, tmp_path / "source", "--model.hidden_dim", "16", max_steps=3))
+    source = run_dir(tmp_path / "source") / "checkpoints" / "last.ckpt"
+    caplog.clear()
+    # The config file sets hidden_dim 96; the source's 16 is used, and the run starts at step 0 with a fresh schedule.
+    args = fit_args(small_corpus, tmp_path / "new", "--init_from", str(source), max_steps=1)
+    at = args.index("--model.hidden_dim")  # the tiny model's typed width, which would contradict the source
+    main(args[:at] + args[at + 2 :])
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith(f"init: weights from {source} (step 3)") for m in messages), messages
+    new = torch.load(run_dir(tmp_path / "new") / "checkpoints" / "last.ckpt", weights_only=True)
+    assert new["global_step"] == 1 and new["hyper_parameters"]["hidden_dim"] == 16
+
+
+def test_init_from_with_a_contradicting_shape_option_is_one_line(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path / "source", max_steps=1))
+    source = run_dir(tmp_path / "source") / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit):
+        main(fit_args(small_corpus, tmp_path / "new", "--init_from", str(source), "--model.hidden_dim", "64"))
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --init_from {source} fixes the model's shape, which --model.hidden_dim 64")
+    with pytest.raises(SystemExit):
+        main(fit_args(small_corpus, tmp_path / "new", "--init_from", str(source), "--ckpt_path", str(source)))
+    assert "pass one of them" in capsys.readouterr().err
