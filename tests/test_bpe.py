@@ -89,7 +89,7 @@ def test_checkpoint_carries_the_bpe_so_predict_and_complete_need_no_corpus(code_
         cache_dir=str(tmp_path / "y"),
         **data_args_from_tokenizer_state(state),
     )
-    module = NanoTricksterModule.load_from_checkpoint(checkpoint_path, max_new_tokens=8)
+    module = NanoTricksterModule.load_from_checkpoint(checkpoint_path, sampling={"max_new_tokens": 8})
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     (prediction,) = trainer.predict(module, datamodule=data)
     assert prediction["prompts"] == ["def function_"] and len(prediction["tokens"][0]) == 8

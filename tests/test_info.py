@@ -65,7 +65,7 @@ def test_info_takes_the_vocabulary_from_the_configured_tokenizer(capsys):
             ["--config", "mega.yaml", "--trainer.precision", "64-true"],
             "precision '64-true' is not one info can estimate",
         ),
-        (["--config", "mega.yaml", "--optimizer.lr", "1"], "Unrecognized arguments: --optimizer.lr"),
+        (["--config", "mega.yaml", "--optimizer.lr", "1"], "nrecognized arguments: --optimizer.lr"),
         (["--config", "mega.yaml", "--measure", "-1"], "--measure must be >= 0"),
         (["--config", "mega.yaml", "--trainer.devices", "0"], "trainer.devices must be a positive integer"),
         (["--config", "nope.yaml"], "config 'nope.yaml' not found"),

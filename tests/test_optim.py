@@ -65,8 +65,8 @@ def test_a_muon_run_resumes_with_both_optimizer_states(small_corpus, tmp_path):
 
 def test_an_unknown_optimizer_or_a_bad_muon_learning_rate_is_one_line(small_corpus, tmp_path, capsys):
     for option, value, expected in (
-        ("--model.optimization.optimizer", "sgd", "model.optimizer"),
-        ("--model.optimization.muon_learning_rate", "0", "model.muon_learning_rate must be positive"),
+        ("--model.optimization.optimizer", "sgd", "model.optimization.optimizer"),
+        ("--model.optimization.muon_learning_rate", "0", "model.optimization.muon_learning_rate must be positive"),
     ):
         with pytest.raises(SystemExit) as stopped:
             main(fit_args(small_corpus, tmp_path, option, value))

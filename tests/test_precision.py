@@ -37,7 +37,7 @@ def test_mixed_precision_trains_with_gradient_clipping(precision, fused, small_c
 
 
 def test_a_fused_optimizer_asked_for_under_fp16_clipping_is_refused(small_corpus):
-    with pytest.raises(InvalidConfigError, match="fused_optimizer true cannot be clipped under 16-mixed"):
+    with pytest.raises(InvalidConfigError, match="optimization.fused true cannot be clipped under 16-mixed"):
         tiny_fit(small_corpus, "16-mixed", fused=True)
 
 

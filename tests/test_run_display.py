@@ -107,7 +107,7 @@ def test_the_console_script_is_the_same_front_door():
     script = shutil.which("trickster")
     assert script is not None, "pip install -e . installs the trickster console script"
     result = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
-    assert result.stdout.startswith("usage: trickster ") and "tt-check" in result.stdout
+    assert result.stdout.startswith("usage: trickster") and "tt-check" in result.stdout
 
 
 def test_the_summary_of_a_resumed_fit_counts_only_the_steps_it_trained(small_corpus, tmp_path, capsys):
