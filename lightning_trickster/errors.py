@@ -8,6 +8,22 @@ class TricksterError(Exception):
 
     exit_code = 2
 
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (original_message(args[0]),)
+        super().__init__(*args)
+
+
+def original_message(message: str) -> str:
+    """The error's own one-line message when it was raised in a DataLoader worker process: PyTorch re-raises it in
+    the main process as the same class built from "Caught X in DataLoader worker process N." and the worker's whole
+    traceback, which ends in "module.X: <message>"."""
+    if not message.startswith("Caught ") or "\nOriginal Traceback" not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    name, separator, original = last.partition(": ")
+    return original if separator and " " not in name else message
+
 
 class InvalidConfigError(TricksterError, ValueError):
     """A config value is out of range or inconsistent with another."""
