@@ -42,7 +42,8 @@ class NonFiniteError(TricksterError):
 
 
 class TrainingInterrupted(TricksterError):
-    """SIGINT or SIGTERM stopped a fit after it saved last.ckpt; exits like a process killed by that signal."""
+    """SIGINT, SIGTERM or SIGHUP stopped a fit after it saved last.ckpt; exits like a process killed by that
+    signal."""
 
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
@@ -50,9 +51,9 @@ class TrainingInterrupted(TricksterError):
 
 
 class StoppedBySignal(BaseException):
-    """SIGINT or SIGTERM outside a fit's training steps (which CheckpointOnSignal handles): the command stops at once
-    and exits like a process killed by that signal (130, 143). A BaseException, as KeyboardInterrupt is, so that no
-    `except Exception` on the way swallows it."""
+    """SIGINT, SIGTERM or SIGHUP outside a fit's training steps (which CheckpointOnSignal handles): the command stops
+    at once and exits like a process killed by that signal (130, 143, 129). A BaseException, as KeyboardInterrupt
+    is, so that no `except Exception` on the way swallows it."""
 
     def __init__(self, signal_number: int) -> None:
         self.signal_name = signal.Signals(signal_number).name
