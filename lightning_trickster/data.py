@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tempfile
 import time
 import urllib.request
@@ -24,6 +25,7 @@ from lightning_trickster.checkpoint import check_same_tokenizer
 from lightning_trickster.errors import DataError, InvalidConfigError
 from lightning_trickster.prepared import (
     CorpusScan,
+    DamagedCopy,
     OnBadFile,
     PreparedCorpus,
     TokenizerRequest,
@@ -51,6 +53,33 @@ def as_long_tensor(tokens: Tokens) -> torch.Tensor:
     if isinstance(tokens, torch.Tensor):
         return tokens.long()
     return torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+
+
+def check_token_ids(ids: torch.Tensor, vocab_size: int | None, tokens: Tokens) -> None:
+    """Every id a batch read must index the vocabulary: one max over the batch (a few thousand ids), so that a damaged
+    token file stops with one line instead of an IndexError deep in the model (or, on a GPU, a device assert)."""
+    if vocab_size is None or not len(ids):
+        return
+    largest = int(ids.max())
+    if largest < vocab_size:
+        return
+    problem = f"holds token id {largest}, outside the {vocab_size:,}-token vocabulary"
+    if isinstance(tokens, np.memmap) and tokens.filename is not None:
+        file = Path(tokens.filename)  # DIR/build-<id>/tokens.bin
+        raise DataError(DamagedCopy.fix(file.parent.parent, f"{file.parent.name}/{file.name} {problem}"))
+    raise DataError(f"the token stream {problem}: every id must be below {vocab_size:,}")
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker's start: ignore SIGINT, SIGTERM and SIGHUP. Ctrl-C, a closed terminal or a scheduler's
+    SIGTERM reach the whole process group; a worker that died of them would end the fit with "DataLoader worker
+    exited unexpectedly" before the main process saves last.ckpt. The main process handles them and stops its
+    workers; a worker whose main process is gone exits by itself (PyTorch's watchdog)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def data_args_from_tokenizer_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -114,13 +143,27 @@ class RandomWindows(IterableDataset):
     reproducible, differs between ranks, and continues where it left off when started at a later i.
     """
 
-    def __init__(self, tokens: Tokens, block_size: int, batch_size: int, seed: int, rank: int, first_batch: int):
+    def __init__(
+        self,
+        tokens: Tokens,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        first_batch: int,
+        vocab_size: int | None = None,
+    ):
+        """
+        Args:
+            vocab_size: when given, every batch's ids are checked to be below it (see check_token_ids).
+        """
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
         self.first_batch = first_batch
+        self.vocab_size = vocab_size
         self.mapped = not isinstance(tokens, torch.Tensor)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -148,6 +191,7 @@ class RandomWindows(IterableDataset):
             starts = torch.randint(len(self.tokens) - self.block_size, (self.batch_size, 1), generator=generator)
             # Only these batch_size x (block_size + 1) ids are read (from the page cache for a memory map).
             windows = as_long_tensor(self.tokens[(starts + offsets).numpy() if self.mapped else starts + offsets])
+            check_token_ids(windows, self.vocab_size, self.tokens)
             yield windows[:, :-1], windows[:, 1:]
 
 
@@ -159,11 +203,16 @@ class ConsecutiveWindows(Dataset):
     several processes can each take an equal share without any real window being repeated.
     """
 
-    def __init__(self, tokens: Tokens, block_size: int, pad_to_multiple_of: int = 1):
+    def __init__(self, tokens: Tokens, block_size: int, pad_to_multiple_of: int = 1, vocab_size: int | None = None):
+        """
+        Args:
+            vocab_size: when given, every window's ids are checked to be below it (see check_token_ids).
+        """
         self.tokens = tokens
         self.block_size = block_size
         self.num_windows = -(-(len(tokens) - 1) // block_size)
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.vocab_size = vocab_size
 
     def __len__(self) -> int:
         return -(-self.num_windows // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -174,6 +223,7 @@ class ConsecutiveWindows(Dataset):
         start = i * self.block_size
         end = start + self.block_size + 1 if i < self.num_windows else start
         chunk = as_long_tensor(self.tokens[start:end])
+        check_token_ids(chunk, self.vocab_size, self.tokens)
         scored = max(len(chunk) - 1, 0)
         inputs = torch.zeros(self.block_size, dtype=torch.long)
         targets = torch.full((self.block_size,), -100, dtype=torch.long)
@@ -408,6 +458,7 @@ class CorpusDataModule(pl.LightningDataModule):
             seed=torch.initial_seed(),
             rank=trainer.global_rank if trainer else 0,
             first_batch=first_batch,
+            vocab_size=self.tokenizer.vocab_size,
         )
         return DataLoader(
             windows,
@@ -415,17 +466,21 @@ class CorpusDataModule(pl.LightningDataModule):
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=leave_stop_signals_to_the_main_process,
         )
 
     def val_dataloader(self) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer else 1
+        vocab_size = self.tokenizer.vocab_size
         if world_size == 1:
-            windows = ConsecutiveWindows(self.val_tokens, self.hparams.block_size)
+            windows = ConsecutiveWindows(self.val_tokens, self.hparams.block_size, vocab_size=vocab_size)
             return DataLoader(windows, batch_size=self.hparams.batch_size)
         # Each window is scored once across processes: rank r takes windows r, r + world_size, ... of a list padded
         # with fully ignored windows to a multiple of world_size (they weigh 0 in the token-weighted val metrics,
         # which are summed over ranks when computed). Every rank runs the same number of batches, as FSDP requires.
-        windows = ConsecutiveWindows(self.val_tokens, self.hparams.block_size, pad_to_multiple_of=world_size)
+        windows = ConsecutiveWindows(
+            self.val_tokens, self.hparams.block_size, pad_to_multiple_of=world_size, vocab_size=vocab_size
+        )
         sampler = DistributedSampler(windows, num_replicas=world_size, rank=self.trainer.global_rank, shuffle=False)
         return DataLoader(windows, batch_size=self.hparams.batch_size, sampler=sampler)
 

@@ -8,6 +8,22 @@ class TricksterError(Exception):
 
     exit_code = 2
 
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (original_message(args[0]),)
+        super().__init__(*args)
+
+
+def original_message(message: str) -> str:
+    """The error's own one-line message when it was raised in a DataLoader worker process: PyTorch re-raises it in
+    the main process as the same class built from "Caught X in DataLoader worker process N." and the worker's whole
+    traceback, which ends in "module.X: <message>"."""
+    if not message.startswith("Caught ") or "\nOriginal Traceback" not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    name, separator, original = last.partition(": ")
+    return original if separator and " " not in name else message
+
 
 class InvalidConfigError(TricksterError, ValueError):
     """A config value is out of range or inconsistent with another."""
@@ -26,7 +42,8 @@ class NonFiniteError(TricksterError):
 
 
 class TrainingInterrupted(TricksterError):
-    """SIGINT or SIGTERM stopped a fit after it saved last.ckpt; exits like a process killed by that signal."""
+    """SIGINT, SIGTERM or SIGHUP stopped a fit after it saved last.ckpt; exits like a process killed by that
+    signal."""
 
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
@@ -34,9 +51,9 @@ class TrainingInterrupted(TricksterError):
 
 
 class StoppedBySignal(BaseException):
-    """SIGINT or SIGTERM outside a fit's training steps (which CheckpointOnSignal handles): the command stops at once
-    and exits like a process killed by that signal (130, 143). A BaseException, as KeyboardInterrupt is, so that no
-    `except Exception` on the way swallows it."""
+    """SIGINT, SIGTERM or SIGHUP outside a fit's training steps (which CheckpointOnSignal handles): the command stops
+    at once and exits like a process killed by that signal (130, 143, 129). A BaseException, as KeyboardInterrupt
+    is, so that no `except Exception` on the way swallows it."""
 
     def __init__(self, signal_number: int) -> None:
         self.signal_name = signal.Signals(signal_number).name

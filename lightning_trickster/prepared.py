@@ -7,7 +7,14 @@ A prepared copy is a directory holding
     build-<id>/tokenizer.json   the trained or given BPE tokenizer (bpe only)
 
 meta.json is written last, by an atomic rename, and names its build directory: an interrupted prepare leaves at most
-an unreferenced build directory (removed by the next prepare), never a copy that a later fit trusts.
+an unreferenced build directory (removed by the next prepare), never a copy that a later fit trusts. Every build
+directory is recorded in .builds.json before it is created, and clean-up removes only the directories recorded there
+(or named by meta.json): a directory of the user's, whatever its name, is never touched.
+
+A copy is checked where it is read, at a cost that does not grow with the corpus: meta.json's fields and types, the
+token file's dtype and length, the ends of the token file and the tokenizer file's fingerprint when it is opened, and
+every batch's ids against the vocabulary as they are read (lightning_trickster.data). A copy found damaged when opened
+is rebuilt; one found damaged by a batch is named with the fix (DamagedCopy.fix).
 
 Split: the byte and char tokenizers train on the first train_fraction of the token stream and validate on the rest,
 exactly as when the corpus was tokenized on every run. BPE splits the documents' characters at train_fraction
@@ -18,12 +25,12 @@ Documents (the files of a directory or glob, in sorted path order) are joined wi
 from __future__ import annotations
 
 import codecs
-import fcntl
 import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -35,7 +42,8 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from lightning_trickster.errors import DataError, InvalidConfigError
+from lightning_trickster.errors import DataError, InvalidConfigError, TricksterError
+from lightning_trickster.runs import LockFile
 from lightning_trickster.tokenizer import END_OF_TEXT, BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer
 
 FORMAT_VERSION = 1
@@ -240,23 +248,10 @@ def _read_bytes(path: str) -> Iterator[bytes]:
             yield chunk
 
 
-def _encode_chars(text: str, table: np.ndarray, vocab: str) -> np.ndarray:
-    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    ids = table[codepoints]
-    if (ids < 0).any():
-        unknown = "".join(sorted({chr(c) for c in codepoints[ids < 0][:1000]}))
-        raise DataError(
-            f"the corpus has characters outside the char vocabulary ({unknown[:20]!r}): train with the vocabulary "
-            "built from this corpus (no --data.vocab, no --ckpt_path from another corpus) or use --data.tokenizer byte"
-        )
-    return ids
-
-
-def _char_table(vocab: str) -> np.ndarray:
-    """Code point -> token id (-1 for characters outside the vocabulary): one lookup per character."""
-    table = np.full(0x110000, -1, dtype=np.int32)
-    table[[ord(c) for c in vocab]] = np.arange(len(vocab), dtype=np.int32)
-    return table
+CHAR_CORPUS_FIX = (
+    "train with the vocabulary built from this corpus (drop --data.vocab, or the --ckpt_path of a run on another "
+    "corpus) or use --data.tokenizer byte"
+)
 
 
 def _text_pieces(documents: list[Document], start_char: int, end_char: int) -> Iterator[tuple[str, bool]]:
@@ -315,21 +310,39 @@ def train_bpe(scan: CorpusScan, vocab_size: int, train_characters: int) -> BPETo
     return trained
 
 
+def write_error(path: Path, err: OSError) -> DataError:
+    """The one line for a prepared copy's file that could not be written (a full disk, a read-only directory)."""
+    return DataError(
+        f"could not write {path} ({err.strerror or err}): free space on that filesystem (or make it writable) and run "
+        "again, or pass --data.prepared_dir a directory on a filesystem with room; any earlier prepared copy is kept"
+    )
+
+
 class TokenWriter:
     """Appends token ids to a file as the given dtype, counting them."""
 
     def __init__(self, path: Path, dtype: np.dtype) -> None:
-        self.stream = path.open("wb")
+        self.path = path
+        try:
+            self.stream = path.open("wb")
+        except OSError as err:
+            raise write_error(path, err) from None
         self.dtype = dtype
         self.count = 0
 
     def write(self, ids: np.ndarray | list[int]) -> None:
         array = np.ascontiguousarray(ids, dtype=self.dtype)
-        self.stream.write(array.data)  # no copy when the ids already have the file's dtype (byte)
+        try:
+            self.stream.write(array.data)  # no copy when the ids already have the file's dtype (byte)
+        except OSError as err:
+            raise write_error(self.path, err) from None
         self.count += len(array)
 
     def close(self) -> None:
-        self.stream.close()
+        try:
+            self.stream.close()  # writes what is still buffered
+        except OSError as err:
+            raise write_error(self.path, err) from None
 
 
 def write_tokens(scan: CorpusScan, tokenizer: Tokenizer, out: Path, train_fraction: float) -> tuple[int, int]:
@@ -338,7 +351,7 @@ def write_tokens(scan: CorpusScan, tokenizer: Tokenizer, out: Path, train_fracti
     try:
         if isinstance(tokenizer, BPETokenizer):
             train_characters = int(scan.total_characters * train_fraction)
-            separator = tokenizer.encode_batch([END_OF_TEXT])[0]
+            separator = bpe_separator(tokenizer) if len(scan.documents) > 1 else []
             with progress_bar(scan.total_characters, "prepare: encoding bpe", unit="char") as bar:
                 for start, end in ((0, train_characters), (train_characters, scan.total_characters)):
                     batch: list[str] = []
@@ -353,48 +366,60 @@ def write_tokens(scan: CorpusScan, tokenizer: Tokenizer, out: Path, train_fracti
                     if start == 0:
                         train_tokens = writer.count
         else:
-            separator_bytes = tokenizer.separator.encode("utf-8")
-            table = _char_table(tokenizer.vocab) if isinstance(tokenizer, CharTokenizer) else None
             with progress_bar(scan.total_bytes, f"prepare: encoding {tokenizer.name}") as bar:
                 for i, document in enumerate(scan.documents):
-                    if i:
-                        separator = tokenizer.separator
-                        writer.write(
-                            _encode_chars(separator, table, tokenizer.vocab)
-                            if table is not None
-                            else np.frombuffer(separator_bytes, dtype=np.uint8)
-                        )
-                    if table is None:
+                    if isinstance(tokenizer, CharTokenizer):
+                        if i:
+                            writer.write(tokenizer.encode_ids(tokenizer.separator))
+                        _write_chars(document.path, tokenizer, writer, bar)
+                    else:
+                        if i:
+                            writer.write(np.frombuffer(tokenizer.separator.encode("utf-8"), dtype=np.uint8))
                         for chunk in _read_bytes(document.path):
                             writer.write(np.frombuffer(chunk, dtype=np.uint8))
                             bar.update(len(chunk))
-                    else:
-                        _write_chars(document.path, table, tokenizer.vocab, writer, bar)
             train_tokens = int(writer.count * train_fraction)
     finally:
         writer.close()
     return writer.count, train_tokens
 
 
-def _write_chars(path: str, table: np.ndarray, vocab: str, writer: TokenWriter, bar: tqdm) -> None:
+def _write_chars(path: str, tokenizer: CharTokenizer, writer: TokenWriter, bar: tqdm) -> None:
     """A UTF-8 file as char token ids; ASCII chunks are looked up byte by byte without decoding."""
     decoder = codecs.getincrementaldecoder("utf-8")()
+    where = f"corpus file {path}"
     for chunk in _read_bytes(path):
-        if chunk.isascii() and not decoder.getstate()[0]:
-            ids = table[np.frombuffer(chunk, dtype=np.uint8)]
-            if (ids < 0).any():
-                ids = _encode_chars(chunk.decode("ascii"), table, vocab)  # raises, naming the characters
-        else:
-            ids = _encode_chars(decoder.decode(chunk), table, vocab)
-        writer.write(ids)
+        ascii_chunk = chunk.isascii() and not decoder.getstate()[0]
+        writer.write(tokenizer.encode_ids(chunk if ascii_chunk else decoder.decode(chunk), where, CHAR_CORPUS_FIX))
         bar.update(len(chunk))
-    writer.write(_encode_chars(decoder.decode(b"", final=True), table, vocab))
+    writer.write(tokenizer.encode_ids(decoder.decode(b"", final=True), where, CHAR_CORPUS_FIX))
+
+
+def bpe_separator(tokenizer: BPETokenizer) -> list[int]:
+    """The id of END_OF_TEXT, which joins the documents of a corpus of several files: a tokenizer.json from elsewhere
+    must have it as one token of its own."""
+    ids = tokenizer.encode_batch([END_OF_TEXT])[0]
+    if len(ids) != 1:
+        raise DataError(
+            f"the BPE tokenizer from {tokenizer.source} has no {END_OF_TEXT} token (it encodes it as {len(ids)} "
+            f"tokens), which joins the files of a corpus of several: add {END_OF_TEXT} to it as a special token, or "
+            "drop --data.tokenizer_path to train one on the corpus"
+        )
+    return ids
 
 
 def _write_bpe_batch(tokenizer, batch, ends, separator, writer, bar) -> None:
     if not batch:
         return
-    for text, ids, document_ends in zip(batch, tokenizer.encode_batch(batch), ends, strict=True):
+    try:
+        encoded = tokenizer.encode_batch(batch)
+    except Exception as err:  # tokenizers raises plain Exceptions for text a foreign tokenizer.json cannot encode
+        raise DataError(
+            f"the BPE tokenizer from {tokenizer.source} cannot encode the corpus "
+            f"({' '.join(str(err).split())[:120]}): pass a tokenizer.json that encodes any text (a byte-level BPE), or "
+            "drop --data.tokenizer_path to train one on the corpus"
+        ) from None
+    for text, ids, document_ends in zip(batch, encoded, ends, strict=True):
         writer.write(ids)
         if document_ends:
             writer.write(separator)
@@ -482,16 +507,97 @@ def map_tokens(path: Path, dtype: np.dtype, start: int, count: int) -> np.ndarra
     return np.memmap(path, dtype=dtype, mode="r", offset=start * dtype.itemsize, shape=(count,))
 
 
-def read_meta(directory: Path) -> dict[str, Any] | None:
+class DamagedCopy(Exception):
+    """A prepared copy whose files contradict its metadata or are not what this program writes. prepare_corpus
+    rebuilds it; where it cannot (a batch read during training), raise DataError(DamagedCopy.fix(...))."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+    @staticmethod
+    def fix(directory: Path, problem: str) -> str:
+        """The one-line message for a copy found damaged where it cannot be rebuilt."""
+        return (
+            f"the prepared copy in {directory} is damaged ({problem}): delete {directory / 'meta.json'} and run the "
+            "command again, which rebuilds it"
+        )
+
+
+BUILD_NAME = re.compile(r"build-[0-9a-f]{12}")
+_INT = (int,)
+_NUMBER = (int, float)
+META_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": _INT, "corpus": (str,), "documents": (list,), "skipped": (list,), "skipped_bad": (bool,),
+    "on_bad_file": (str,), "bytes": _INT, "characters": _INT, "tokenizer": (dict,), "dtype": (str,),
+    "tokens_file": (str,), "num_tokens": _INT, "train_fraction": _NUMBER, "train_tokens": _INT, "val_tokens": _INT,
+    "seconds": _NUMBER,
+}  # fmt: skip
+DOCUMENT_FIELDS = {"path": (str,), "size": _INT, "mtime_ns": _INT}
+TOKENIZER_FIELDS = {"name": (str,), "vocab_size": _INT, "built_from_corpus": (bool,)}
+
+
+def _field_problem(record: Any, fields: dict[str, tuple[type, ...]], what: str) -> str | None:
+    if not isinstance(record, dict):
+        return f"{what} is a {type(record).__name__}, not an object"
+    for key, types in fields.items():
+        value = record.get(key)
+        # bool is an int to Python; a true/false where a number belongs is damage all the same
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"{what} has {key}={value!r}" if key in record else f"{what} has no {key}"
+    return None
+
+
+def meta_problem(meta: Any) -> str | None:
+    """What is wrong with a prepared copy's meta.json of this program's format, or None: every field it reads,
+    with the type and the relations this program writes them with (no file is read)."""
+    problem = _field_problem(meta, META_FIELDS, "meta.json")
+    if problem:
+        return problem
+    for key in ("documents", "skipped"):
+        for entry in meta[key]:
+            problem = _field_problem(entry, DOCUMENT_FIELDS, f"a {key} entry")
+            if problem:
+                return problem
+    if meta["on_bad_file"] not in ("fail", "skip"):
+        return f"meta.json has on_bad_file={meta['on_bad_file']!r}"
+    record = meta["tokenizer"]
+    problem = _field_problem(record, TOKENIZER_FIELDS, "its tokenizer")
+    if problem:
+        return problem
+    name, vocab_size = record["name"], record["vocab_size"]
+    if name not in ("byte", "char", "bpe") or not 0 < vocab_size <= 65_536:
+        return f"its tokenizer is {name!r} with {vocab_size} tokens"
+    if name == "char" and (not isinstance(record.get("vocab"), str) or len(record["vocab"]) != vocab_size):
+        return f"its char tokenizer's vocabulary is not {vocab_size} characters"
+    build = meta["tokens_file"].split("/")[0]
+    if not BUILD_NAME.fullmatch(build) or meta["tokens_file"] != f"{build}/tokens.bin":
+        return f"meta.json names the token file {meta['tokens_file']!r}"
+    bpe_file, fingerprint = record.get("file"), record.get("fingerprint")
+    if name == "bpe" and (bpe_file != f"{build}/tokenizer.json" or not isinstance(fingerprint, str)):
+        return f"its BPE tokenizer is {bpe_file!r}, fingerprint {fingerprint!r}"
+    if meta["dtype"] != token_dtype(vocab_size).name:
+        return f"its dtype is {meta['dtype']!r}, but {vocab_size:,} tokens are stored as {token_dtype(vocab_size).name}"
+    counts = meta["num_tokens"], meta["train_tokens"], meta["val_tokens"]
+    if min(counts) < 0 or counts[0] != counts[1] + counts[2]:
+        return f"its token counts do not add up ({counts[1]:,} train + {counts[2]:,} val != {counts[0]:,})"
+    return None
+
+
+def read_meta(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(meta, None) for a prepared copy's metadata of this program's format, (None, problem) for damaged or foreign
+    metadata (another format counts as stale, not damaged: see stale_reason), (None, None) when there is none."""
     path = directory / "meta.json"
     if not path.is_file():
-        return None
+        return None, None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(
-            f"prepared metadata {path} is corrupt ({err}): delete {directory} and run prepare (or fit) again"
-        ) from None
+        return None, f"meta.json does not read as JSON: {getattr(err, 'strerror', None) or err}"
+    if isinstance(meta, dict) and meta.get("format") != FORMAT_VERSION:
+        return meta, None
+    problem = meta_problem(meta)
+    return (None, problem) if problem else (meta, None)
 
 
 def stale_reason(
@@ -502,7 +608,7 @@ def stale_reason(
     Files are compared by path, size and modification time; a file whose time changed but not its size is
     re-hashed, so touching a file does not rebuild the copy."""
     if meta.get("format") != FORMAT_VERSION:
-        return f"it has format {meta.get('format')}, this version writes {FORMAT_VERSION}"
+        return f"it has format {meta.get('format')!r}, this version writes {FORMAT_VERSION}"
     if meta["corpus"] != spec:
         return f"it was prepared from {meta['corpus']}"
     if meta["train_fraction"] != train_fraction:
@@ -530,32 +636,37 @@ def stale_reason(
 
 
 def open_prepared(directory: Path, meta: dict[str, Any], reused: bool) -> PreparedCorpus:
-    """Map the token file after checking it is complete; load the tokenizer the copy was made with."""
+    """Map the token file after checking it is complete; load the tokenizer the copy was made with. Raises
+    DamagedCopy when the files contradict the metadata (meta_problem has checked the metadata itself)."""
     record = meta["tokenizer"]
     if record["name"] == "byte":
         tokenizer: Tokenizer = ByteTokenizer()
     elif record["name"] == "char":
         tokenizer = CharTokenizer(record["vocab"])
     else:
-        tokenizer = BPETokenizer.from_file(directory / record["file"])
+        try:
+            tokenizer = BPETokenizer.from_file(directory / record["file"])
+        except TricksterError as err:
+            raise DamagedCopy(f"its tokenizer: {err}") from None
+        if tokenizer.fingerprint != record["fingerprint"] or tokenizer.vocab_size != record["vocab_size"]:
+            raise DamagedCopy(f"{record['file']} is not the tokenizer the copy was made with")
     path = directory / meta["tokens_file"]
     dtype = np.dtype(meta["dtype"])
     expected = meta["num_tokens"] * dtype.itemsize
     actual = path.stat().st_size if path.is_file() else None
-    fix = f"delete {directory} and run prepare (or fit) again"
     if actual != expected:
         found = "missing" if actual is None else f"{actual:,} bytes"
-        raise DataError(
-            f"prepared token file {path} is {found}, but its metadata says {meta['num_tokens']:,} {dtype} tokens "
-            f"({expected:,} bytes): the copy is truncated or corrupt; {fix}"
+        raise DamagedCopy(
+            f"{meta['tokens_file']} is {found}, but meta.json says {meta['num_tokens']:,} {dtype} tokens "
+            f"({expected:,} bytes)"
         )
-    tokens = np.memmap(path, dtype=dtype, mode="r")
-    # A cheap content check (the ends of the file), since hashing a large token file would slow every start.
+    tokens = np.memmap(path, dtype=dtype, mode="r") if expected else np.empty(0, dtype=dtype)
+    # The ends of the file at once; every other id is checked as a batch reads it (lightning_trickster.data).
     ends = np.concatenate([tokens[:65_536], tokens[-65_536:]])
-    if int(ends.max()) >= tokenizer.vocab_size:
-        raise DataError(
-            f"prepared token file {path} holds token id {int(ends.max())}, outside the {tokenizer.vocab_size:,}-token "
-            f"vocabulary: the copy is corrupt; {fix}"
+    if len(ends) and int(ends.max()) >= tokenizer.vocab_size:
+        raise DamagedCopy(
+            f"{meta['tokens_file']} holds token id {int(ends.max())}, outside the {tokenizer.vocab_size:,}-token "
+            "vocabulary"
         )
     return PreparedCorpus(directory, meta, tokenizer, tokens, reused)
 
@@ -563,26 +674,20 @@ def open_prepared(directory: Path, meta: dict[str, Any], reused: bool) -> Prepar
 def find_prepared(
     spec: str, directory: Path, request: TokenizerRequest, train_fraction: float, on_bad_file: OnBadFile
 ) -> PreparedCorpus | None:
-    """The prepared copy in directory if it matches the config and the corpus as it is now, else None."""
-    meta = read_meta(directory)
+    """The prepared copy in directory if it matches the config and the corpus as it is now, else None (also when it
+    is damaged: prepare_corpus then rebuilds it)."""
+    meta, _ = read_meta(directory)
     if meta is None or stale_reason(meta, spec, request, train_fraction, on_bad_file) is not None:
         return None
-    return open_prepared(directory, meta, reused=True)
+    try:
+        return open_prepared(directory, meta, reused=True)
+    except DamagedCopy:
+        return None
 
 
-class _DirectoryLock:
-    """An exclusive lock on a prepared directory, so concurrent runs prepare it once (the rest then reuse it)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / ".lock"
-
-    def __enter__(self) -> None:
-        self.stream = self.path.open("a")
-        fcntl.flock(self.stream, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.stream, fcntl.LOCK_UN)
-        self.stream.close()
+def prepared_lock(directory: Path) -> LockFile:
+    """The exclusive lock on a prepared directory, so concurrent runs prepare it once (the rest then reuse it)."""
+    return LockFile(directory / ".lock", "preparing or checking this prepared copy")
 
 
 def prepare_corpus(
@@ -595,7 +700,7 @@ def prepare_corpus(
     must_match_tokenizer: bool = False,
     scan: CorpusScan | None = None,
 ) -> PreparedCorpus:
-    """Reuse the prepared copy of spec in directory, or build it (replacing a stale one).
+    """Reuse the prepared copy of spec in directory, or build it (replacing a stale or damaged one).
 
     Args:
         spec: the corpus: a file, a directory or a glob.
@@ -608,24 +713,39 @@ def prepare_corpus(
         scan: a scan of the corpus made earlier in this process, reused if no file changed since.
     """
     make_data_directory(directory)
-    with _DirectoryLock(directory):
-        meta = read_meta(directory)
+    lock = prepared_lock(directory)
+    try:
+        lock.acquire_waiting(lambda line: log.warning(f"prepare: {line}"), f"the prepared copy in {directory}")
+    except OSError as err:
+        raise write_error(lock.path, err) from None
+    try:
+        meta, damage = read_meta(directory)
         if meta is not None:
-            if must_match_tokenizer and not request.matches(meta["tokenizer"]):
+            current_format = meta["format"] == FORMAT_VERSION  # else only format and tokens_file are known to exist
+            if must_match_tokenizer and current_format and not request.matches(meta["tokenizer"]):
                 raise DataError(
                     f"{directory} was prepared with the {describe_record(meta['tokenizer'])} tokenizer, but the config "
                     f"asks for {request.describe()}: use the tokenizer it was prepared with, or another "
-                    f"--data.prepared_dir (or delete {directory} to rebuild it)"
+                    f"--data.prepared_dir (or delete {directory / 'meta.json'} to rebuild it)"
                 )
             reason = stale_reason(meta, spec, request, train_fraction, on_bad_file)
             if reason is None:
-                return open_prepared(directory, meta, reused=True)
-            log.info(f"prepare: rebuilding {directory}: {reason}")
-        _remove_builds(directory, keep=meta["tokens_file"].split("/")[0] if meta else None)  # interrupted ones
+                try:
+                    return open_prepared(directory, meta, reused=True)
+                except DamagedCopy as err:
+                    damage = err.problem
+            else:
+                log.info(f"prepare: rebuilding {directory}: {reason}")
+        if damage is not None:
+            log.warning(f"prepare: rebuilding {directory}: the copy there is damaged ({damage})")
+        named = _build_of(meta)
+        _remove_builds(directory, keep=named)  # interrupted ones
         log.info(f"prepare: tokenizing {spec} with {request.describe()} into {directory}")
         meta = _build(spec, directory, request, train_fraction, on_bad_file, scan)
-        _remove_builds(directory, keep=meta["tokens_file"].split("/")[0])  # the copy it replaced
+        _remove_builds(directory, keep=_build_of(meta), also=named)  # the copy it replaced
         return open_prepared(directory, meta, reused=False)
+    finally:
+        lock.release()
 
 
 def make_data_directory(directory: Path) -> None:
@@ -640,10 +760,48 @@ def make_data_directory(directory: Path) -> None:
         ) from None
 
 
-def _remove_builds(directory: Path, keep: str | None) -> None:
-    for build in directory.glob("build-*"):
-        if build.name != keep:
-            shutil.rmtree(build, ignore_errors=True)
+BUILDS_FILE = ".builds.json"
+"""Every build directory prepare created in a prepared directory and has not removed yet, recorded before it is made:
+the only directories (with the one meta.json names) that clean-up may remove."""
+
+
+def _build_of(meta: dict[str, Any] | None) -> str | None:
+    """The build directory a checked meta.json names (meta_problem has checked its name)."""
+    if meta is None or not isinstance(meta.get("tokens_file"), str):
+        return None
+    build = meta["tokens_file"].split("/")[0]
+    return build if BUILD_NAME.fullmatch(build) else None
+
+
+def recorded_builds(directory: Path) -> list[str]:
+    """The build directories .builds.json records; none when it is missing or unreadable (then nothing is removed)."""
+    try:
+        names = json.loads((directory / BUILDS_FILE).read_text(encoding="utf-8")).get("builds", [])
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return []
+    return [name for name in names if isinstance(name, str) and BUILD_NAME.fullmatch(name)]
+
+
+def _record_builds(directory: Path, names: list[str]) -> None:
+    path = directory / BUILDS_FILE
+    temporary = directory / f"{BUILDS_FILE}.tmp"  # one writer at a time: the directory's lock is held
+    try:
+        temporary.write_text(json.dumps({"builds": sorted(set(names))}), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise write_error(path, err) from None
+
+
+def _remove_builds(directory: Path, keep: str | None, also: str | None = None) -> None:
+    """Remove the build directories prepare recorded (and `also`, the one a replaced meta.json named), except keep;
+    nothing else in the directory is touched."""
+    recorded = recorded_builds(directory)
+    for name in {*recorded, *([also] if also else [])} - {keep}:
+        shutil.rmtree(directory / name, ignore_errors=True)
+    remaining = [name for name in recorded if name == keep or (directory / name).exists()]
+    if remaining != recorded:
+        _record_builds(directory, remaining)
 
 
 def _build(
@@ -663,7 +821,25 @@ def _build(
             collect_characters=request.name == "char" and request.given is None,
         )
     build = directory / f"build-{uuid.uuid4().hex[:12]}"
-    build.mkdir()
+    _record_builds(directory, [*recorded_builds(directory), build.name])  # before it exists: see BUILDS_FILE
+    try:
+        build.mkdir()
+        return _build_into(build, spec, scan, request, train_fraction, on_bad_file, started)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)  # this run's own, partial build (a later prepare would remove it too)
+        raise
+
+
+def _build_into(
+    build: Path,
+    spec: str,
+    scan: CorpusScan,
+    request: TokenizerRequest,
+    train_fraction: float,
+    on_bad_file: OnBadFile,
+    started: float,
+) -> dict[str, Any]:
+    directory = build.parent
     tokenizer = request.given
     if tokenizer is None and request.name == "char":
         tokenizer = CharTokenizer(scan.char_vocab(CharTokenizer.separator))
@@ -679,7 +855,10 @@ def _build(
     if isinstance(tokenizer, BPETokenizer):
         record["file"] = f"{build.name}/tokenizer.json"
         record["fingerprint"] = tokenizer.fingerprint
-        (build / "tokenizer.json").write_text(tokenizer.json, encoding="utf-8")
+        try:
+            (build / "tokenizer.json").write_text(tokenizer.json, encoding="utf-8")
+        except OSError as err:
+            raise write_error(build / "tokenizer.json", err) from None
     tokens_file = build / "tokens.bin"
     num_tokens, train_tokens = write_tokens(scan, tokenizer, tokens_file, train_fraction)
     meta = {
@@ -702,11 +881,15 @@ def _build(
         "split": "bpe: by document characters" if tokenizer.name == "bpe" else "by tokens",
         "seconds": round(time.perf_counter() - started, 3),
     }
-    # Metadata last, by atomic rename: until this line a later run sees no copy (or the old, stale one).
-    temporary = directory / f".meta.json.{uuid.uuid4().hex[:8]}"
-    with temporary.open("w", encoding="utf-8") as out:
-        json.dump(meta, out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, directory / "meta.json")
+    # Metadata last, by atomic rename: until this line a later run sees no copy (or the old, stale one). Written in
+    # the build directory, so that an interrupted write leaves nothing outside it.
+    temporary = build / ".meta.json.tmp"
+    try:
+        with temporary.open("w", encoding="utf-8") as out:
+            json.dump(meta, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, directory / "meta.json")
+    except OSError as err:
+        raise write_error(directory / "meta.json", err) from None
     return meta

@@ -1,5 +1,6 @@
-"""No lost work in fit: atomic checkpoint files, a checkpoint on SIGINT/SIGTERM, and a guard that stops (or skips)
-on a non-finite loss or gradient before a bad step reaches a checkpoint."""
+"""No lost work in fit: atomic checkpoint files, a checkpoint on SIGINT/SIGTERM/SIGHUP, and a guard that stops (or
+skips) on a non-finite loss or gradient before a bad step reaches a checkpoint; the handlers that stop every other
+command at once on those signals (install_stop_handlers)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,31 @@ from lightning_trickster.errors import (
     StoppedBySignal,
     TrainingInterrupted,
     TricksterError,
+    raise_stopped_by_signal,
 )
+
+STOP_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+"""Ctrl-C, a scheduler's or `kill`'s default, and a closed terminal: each stops a command (a fit saves first)."""
+
+
+def install_stop_handlers() -> Callable[[], None]:
+    """Make SIGINT, SIGTERM and SIGHUP stop the command where it is, with StoppedBySignal (exit 128 + signal, one
+    line); a fit's training steps save last.ckpt first (CheckpointOnSignal). A signal ignored when the program
+    started stays ignored where that is the convention: SIGHUP under `nohup`. Call from the main thread; returns the
+    function that restores the previous handlers (main() called from Python leaves signal handling as it found it).
+    Lightning adds its own SIGTERM bookkeeping to the handler installed here, it does not replace it."""
+    previous: dict[int, Any] = {}
+    for name in STOP_SIGNAL_NAMES:
+        signum = getattr(signal, name, None)  # Windows has no SIGHUP
+        if signum is None or (name == "SIGHUP" and signal.getsignal(signum) is signal.SIG_IGN):
+            continue
+        previous[signum] = signal.signal(signum, raise_stopped_by_signal)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -42,11 +67,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         target = Path(path)
         temporary: str | None = None
+        recorder: _WriteErrorRecorder | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
             with os.fdopen(fd, "wb") as file:
-                self.write(checkpoint, file)
+                recorder = _WriteErrorRecorder(file)
+                self.write(checkpoint, recorder)
                 file.flush()
                 os.fsync(file.fileno())
             os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; give it a normal file's mode
@@ -54,9 +81,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException as err:
             if temporary is not None:
                 Path(temporary).unlink(missing_ok=True)
-            if isinstance(err, OSError):
+            cause = recorder.error if recorder is not None and recorder.error is not None else err
+            if isinstance(cause, OSError):
                 raise CheckpointWriteError(
-                    f"could not write checkpoint {target} ({err.strerror or err}): free disk space or make "
+                    f"could not write checkpoint {target} ({cause.strerror or cause}): free disk space or make "
                     f"{target.parent} writable, then resume with --ckpt_path last; any earlier {target.name} is "
                     "left as it was"
                 ) from None
@@ -74,6 +102,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
+
+
+class _WriteErrorRecorder:
+    """The file torch.save writes to, keeping the OSError of a failed write: torch turns it into RuntimeError
+    `[enforce fail at inline_container.cc:...] . unexpected pos ...`, which names neither the file nor the reason
+    (a real full disk), so the caller reports the OSError instead."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as err:
+            self.error = err
+            raise
 
 
 TEMPORARY_SUFFIX = ".tmp"
@@ -146,8 +198,9 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
 
 
 class CheckpointOnSignal(Callback):
-    """SIGINT (Ctrl-C) or SIGTERM during fit: finish the running training step, write last.ckpt, and stop with a
-    one-line message and exit status 128 + signal number. A second Ctrl-C stops at once, without saving.
+    """SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed) during fit: finish the running training step, write
+    last.ckpt, and stop with a one-line message and exit status 128 + signal number. A second Ctrl-C stops at once,
+    without saving. A signal that is ignored when training starts stays ignored (SIGHUP under `nohup`).
 
     The checkpoint is written at the end of the step, like ModelCheckpoint's; the fit stops as the next step begins,
     after Lightning has logged the step's metrics (and run validation, if it was due), so the curve has no gap.
@@ -157,17 +210,16 @@ class CheckpointOnSignal(Callback):
     runs only: with several processes Lightning's own handlers stay in place (they stop every rank together).
     """
 
-    def __init__(self, signals: tuple[str, ...] = ("SIGINT", "SIGTERM")) -> None:
+    def __init__(self, signals: tuple[str, ...] = STOP_SIGNAL_NAMES) -> None:
         """
         Args:
             signals: the signals that save a checkpoint and stop; empty to leave them to Lightning.
         """
-        unknown = [name for name in signals if name not in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")]
+        supported = (*STOP_SIGNAL_NAMES, "SIGUSR1", "SIGUSR2")
+        unknown = [name for name in signals if name not in supported]
         if unknown:
-            raise InvalidConfigError(
-                f"interrupt.signals: {unknown} not supported: choose from SIGINT, SIGTERM, SIGUSR1, SIGUSR2"
-            )
-        self.signals = [signal.Signals[name] for name in signals]
+            raise InvalidConfigError(f"interrupt.signals: {unknown} not supported: choose from {', '.join(supported)}")
+        self.signals = [signal.Signals[name] for name in signals if hasattr(signal, name)]
         self.received: signal.Signals | None = None
         self._saved: tuple[Path, int] | None = None
         self._previous_handlers: dict[signal.Signals, Any] = {}
@@ -178,7 +230,8 @@ class CheckpointOnSignal(Callback):
         self.received = None
         self._saved = None
         for signum in self.signals:
-            self._previous_handlers[signum] = signal.signal(signum, self._handle)
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. SIGHUP under nohup
+                self._previous_handlers[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:

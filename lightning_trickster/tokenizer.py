@@ -25,6 +25,9 @@ END_OF_TEXT = "<|endoftext|>"
 PLAIN_TEXT_SEPARATOR = "\n\n"
 """The byte and char tokenizers' document separator: a blank line (they have no special tokens)."""
 
+ENCODING_PROBES = ("the", "Zebra", "42", "x=y;", "naïve", "日本", "🎭")
+"""Text a tokenizer.json from elsewhere must encode as at least one token each (see BPETokenizer._check_ids)."""
+
 
 def _id_list(ids: torch.Tensor | np.ndarray | list[int]) -> list[int]:
     """Token ids as Python ints, from a tensor, a (memory-mapped, read-only) array or a list."""
@@ -66,20 +69,46 @@ class CharTokenizer:
             raise DataError("the char tokenizer got an empty vocabulary: the corpus has no text")
         self.vocab = vocab
         self.vocab_size = len(vocab)
-        self._ids = {char: i for i, char in enumerate(vocab)}
+        # Code point -> token id, -1 outside the vocabulary: one array lookup per character. At least 128 entries,
+        # so that any ASCII byte is a valid index.
+        codepoints = np.array([ord(char) for char in vocab], dtype=np.int64)
+        self._table = np.full(max(128, int(codepoints.max()) + 1), -1, dtype=np.int32)
+        self._table[codepoints] = np.arange(len(vocab), dtype=np.int32)
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
         return cls("".join(sorted(set(text))))
 
-    def encode(self, text: str) -> torch.Tensor:
-        unknown = sorted(set(text) - self._ids.keys())
-        if unknown:
+    def encode_ids(
+        self, text: str | bytes, where: str = "text", fix: str = "remove them or train with --data.tokenizer byte"
+    ) -> np.ndarray:
+        """The token ids (int32) of text, one per character: the only char encoder (prompts and corpora alike).
+
+        Args:
+            text: the text, or ASCII bytes (looked up byte by byte, without decoding).
+            where: what the text is, for the error message ("text", "corpus file x.txt").
+            fix: what the message tells the user to do about characters outside the vocabulary.
+
+        Raises:
+            InvalidConfigError: `<where> contains characters outside the char vocabulary: '<them>'; <fix>`.
+        """
+        if isinstance(text, bytes):
+            codepoints = np.frombuffer(text, dtype=np.uint8)  # ASCII: always inside the table
+            ids = self._table[codepoints]
+        else:
+            codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            inside = codepoints < len(self._table)
+            ids = self._table[np.where(inside, codepoints, 0)]
+            ids[~inside] = -1
+        if (ids < 0).any():
+            unknown = "".join(sorted({chr(c) for c in codepoints[ids < 0][:10_000].tolist()}))
             raise InvalidConfigError(
-                f"text contains characters outside the char vocabulary: {''.join(unknown)!r}; "
-                "remove them or train with --data.tokenizer byte"
+                f"{where} contains characters outside the char vocabulary: {unknown[:20]!r}; {fix}"
             )
-        return torch.tensor([self._ids[char] for char in text], dtype=torch.long)
+        return ids
+
+    def encode(self, text: str) -> torch.Tensor:
+        return torch.from_numpy(self.encode_ids(text).astype(np.int64))
 
     def decode(self, ids: torch.Tensor | np.ndarray | list[int]) -> str:
         return "".join(self.vocab[i] for i in _id_list(ids))
@@ -114,11 +143,41 @@ class BPETokenizer:
                 "Face tokenizers, or drop --data.tokenizer_path to train one on the corpus"
             ) from None
         self.json = tokenizer_json
+        self.source = source
         self.vocab_size = self._hf.get_vocab_size()
         if self.vocab_size > 65_536:
             raise InvalidConfigError(
                 f"BPE tokenizer from {source} has {self.vocab_size:,} tokens, more than the 65,536 a uint16 token "
                 "file holds: use a tokenizer with a smaller vocabulary"
+            )
+        self._check_ids()
+
+    def _check_ids(self) -> None:
+        """A tokenizer.json from elsewhere: every id it can give must index the model's embedding (0 to
+        vocab_size - 1) and fit the token file, and it must encode text it has no token for (no exception, no text
+        silently dropped). Costs one small vocabulary scan and a few short encodings."""
+        fix = "pass a tokenizer.json written by Hugging Face tokenizers, or drop --data.tokenizer_path to train one"
+        ids = self._hf.get_vocab(with_added_tokens=True).values()
+        if not ids:
+            raise DataError(f"BPE tokenizer from {self.source} has no tokens: {fix}")
+        largest = max(ids)
+        if largest >= self.vocab_size:
+            raise DataError(
+                f"BPE tokenizer from {self.source} gives token id {largest:,} but has only {self.vocab_size:,} tokens, "
+                f"so its ids are not 0 to {self.vocab_size - 1:,} (and may not fit a uint16 token file): {fix}"
+            )
+        try:
+            probes = self._hf.encode_batch_fast(list(ENCODING_PROBES), add_special_tokens=False)
+        except Exception as err:  # a plain Exception from tokenizers, e.g. a WordLevel model without its unknown token
+            raise DataError(
+                f"BPE tokenizer from {self.source} cannot encode text it has no token for "
+                f"({' '.join(str(err).split())[:120]}): {fix}"
+            ) from None
+        dropped = [probe for probe, encoding in zip(ENCODING_PROBES, probes, strict=True) if not encoding.ids]
+        if dropped:
+            raise DataError(
+                f"BPE tokenizer from {self.source} encodes {dropped[0]!r} as no token at all (it has no unknown token "
+                f"and no byte fallback), so training would silently drop such text: {fix}"
             )
 
     @classmethod

@@ -122,3 +122,71 @@ def test_a_tokenizer_json_that_does_not_load_is_a_clear_error(tmp_path):
         CorpusDataModule(path=str(tmp_path), tokenizer="bpe", tokenizer_path=str(broken))
     with pytest.raises(DataError, match=r"tokenizer file .*missing.json cannot be read"):
         CorpusDataModule(path=str(tmp_path), tokenizer="bpe", tokenizer_path=str(tmp_path / "missing.json"))
+
+
+def foreign(tmp_path: Path, name: str, model, pre_tokenizer=None) -> Path:
+    """A tokenizer.json written by Hugging Face tokenizers, not by this project."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    tokenizer = HFTokenizer(model)
+    if pre_tokenizer is not None:
+        tokenizer.pre_tokenizer = pre_tokenizer
+    path = tmp_path / f"{name}.json"
+    tokenizer.save(str(path))
+    return path
+
+
+def test_a_foreign_tokenizer_json_is_checked_when_read_and_dropping_it_trains_one(code_dir, tmp_path):
+    from tokenizers import models, pre_tokenizers
+
+    whitespace = pre_tokenizers.Whitespace()
+    letters = {char: i for i, char in enumerate("abcdefghijklmnopqrstuvwxyzZ0123456789=;ïé")}
+    cases = {
+        "word_level_without_unknown": (
+            models.WordLevel({"the": 0, "a": 1}, unk_token="[UNK]"),
+            r"cannot encode text it has no token for \(WordLevel error: Missing \[UNK\] token",
+        ),
+        "ids_beyond_uint16": (
+            models.WordLevel({"the": 0, "[UNK]": 1, "far": 70_000}, unk_token="[UNK]"),
+            r"gives token id 70,000 but has only 3 tokens, so its ids are not 0 to 2",
+        ),
+        "no_tokens": (models.BPE(), r"has no tokens"),
+        "bpe_that_drops_what_it_has_no_token_for": (
+            models.BPE(vocab=letters, merges=[]),
+            r"encodes '日本' as no token at all \(it has no unknown token and no byte fallback\)",
+        ),
+    }
+    for name, (model, message) in cases.items():
+        path = foreign(tmp_path, name, model, whitespace)
+        with pytest.raises(DataError, match=f"BPE tokenizer from {path} {message}.*drop --data.tokenizer_path"):
+            prepared_bpe(code_dir, tmp_path, tokenizer_path=str(path), prepared_dir=str(tmp_path / name))
+    # The advice: drop --data.tokenizer_path (and give the size to train).
+    assert prepared_bpe(code_dir, tmp_path, vocab_size=300, prepared_dir=str(tmp_path / "trained")).vocab_size == 300
+
+
+def test_a_foreign_tokenizer_without_the_document_separator_is_named_and_adding_it_works(code_dir, tmp_path):
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    hf.train_from_iterator([CODE], trainer=trainer)
+    path = tmp_path / "no_separator.json"
+    hf.save(str(path))
+    with pytest.raises(DataError) as raised:
+        prepared_bpe(code_dir, tmp_path, tokenizer_path=str(path), prepared_dir=str(tmp_path / "many"))
+    assert str(raised.value).startswith(f"the BPE tokenizer from {path} has no <|endoftext|> token (it encodes it as ")
+    assert str(raised.value).endswith(
+        "which joins the files of a corpus of several: add <|endoftext|> to it as a special token, or drop "
+        "--data.tokenizer_path to train one on the corpus"
+    )
+    single = prepared_bpe(code_dir / "one.py", tmp_path, tokenizer_path=str(path), prepared_dir=str(tmp_path / "one"))
+    assert single.tokenizer.decode(single.prepared.tokens) == CODE  # one file needs no separator
+    hf.add_special_tokens(["<|endoftext|>"])  # the advice
+    hf.save(str(path))
+    joined = prepared_bpe(code_dir, tmp_path, tokenizer_path=str(path), prepared_dir=str(tmp_path / "many"))
+    assert joined.tokenizer.decode(joined.prepared.tokens) == CODE + "<|endoftext|>" + CODE.replace("value", "item")

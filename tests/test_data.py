@@ -2,6 +2,8 @@
 
 import hashlib
 import io
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,38 @@ def test_a_char_data_module_reads_its_corpus_only_when_its_vocabulary_is_needed(
         data.vocab_size  # noqa: B018
     given = CorpusDataModule(tokenizer="char", vocab="EMOR:", prompts=["ROMEO:"], cache_dir=str(tmp_path))
     assert given.vocab_size == 5 and not list(tmp_path.iterdir())  # a given vocabulary: nothing downloaded
+
+
+def test_dataloader_workers_live_through_the_signals_a_terminal_sends_the_whole_group(small_corpus, tmp_path):
+    from realfaults import children
+
+    data = CorpusDataModule(
+        path=str(small_corpus), tokenizer="char", block_size=8, batch_size=4, num_workers=2, cache_dir=str(tmp_path)
+    )
+    data.prepare_data()
+    data.setup("fit")
+    before = set(children(os.getpid()))
+    batches = iter(data.train_dataloader())
+    next(batches)
+    workers = sorted(set(children(os.getpid())) - before)
+    assert len(workers) == 2
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, a scheduler, a closed terminal
+        for pid in workers:
+            os.kill(pid, signum)
+    for _ in range(8):  # a worker killed by them would make this raise "DataLoader worker exited unexpectedly"
+        inputs, _ = next(batches)
+        assert inputs.shape == (4, 8)
+    assert sorted(set(children(os.getpid())) - before) == workers
+    del batches  # shuts the workers down
+
+
+def test_an_error_raised_in_a_worker_reaches_the_main_process_as_its_own_one_line_message():
+    tokens = torch.tensor([1, 2, 300, 4] * 50)
+    windows = RandomWindows(tokens, block_size=8, batch_size=4, seed=1, rank=0, first_batch=0, vocab_size=256)
+    with pytest.raises(DataError) as raised:
+        next(iter(torch.utils.data.DataLoader(windows, batch_size=None, num_workers=1)))
+    # PyTorch re-raises it as DataError("Caught DataError in DataLoader worker process 0. Original Traceback ...")
+    assert (
+        str(raised.value)
+        == "the token stream holds token id 300, outside the 256-token vocabulary: every id must be below 256"
+    )

@@ -4,6 +4,7 @@ memory-mapped windows, and every bad input as one clear error."""
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -189,21 +190,139 @@ def test_a_non_utf8_file_in_a_directory_is_named_and_can_be_skipped(corpus_dir, 
 def test_a_prepared_directory_from_another_tokenizer_is_refused(corpus_dir, tmp_path):
     shared = tmp_path / "prepared"
     prepare(corpus_dir, tmp_path, tokenizer="byte", prepared_dir=str(shared))
-    with pytest.raises(DataError, match=r"was prepared with the byte tokenizer, but the config asks for char.*"):
+    with pytest.raises(DataError) as raised:
         prepare(corpus_dir, tmp_path, tokenizer="char", prepared_dir=str(shared))
+    assert str(raised.value) == (
+        f"{shared} was prepared with the byte tokenizer, but the config asks for char: use the tokenizer it was "
+        f"prepared with, or another --data.prepared_dir (or delete {shared / 'meta.json'} to rebuild it)"
+    )
+    # Each way out works: the same tokenizer, another directory, or deleting meta.json.
     assert prepare(corpus_dir, tmp_path, tokenizer="byte", prepared_dir=str(shared)).prepared.reused
+    assert prepare(corpus_dir, tmp_path, tokenizer="char", prepared_dir=str(tmp_path / "other")).vocab_size == 37
+    (shared / "meta.json").unlink()
+    rebuilt = prepare(corpus_dir, tmp_path, tokenizer="char", prepared_dir=str(shared))
+    assert rebuilt.prepared.meta["tokenizer"]["name"] == "char" and len(builds(rebuilt)) == 1
 
 
-def test_a_truncated_or_corrupt_token_file_is_a_clear_error(corpus_dir, tmp_path):
+def test_a_copy_of_another_format_is_rebuilt_even_in_a_named_directory(corpus_dir, tmp_path):
+    shared = tmp_path / "prepared"
+    first = prepare(corpus_dir, tmp_path, tokenizer="byte", prepared_dir=str(shared))
+    old_build = first.prepared.meta["tokens_file"].split("/")[0]
+    (shared / "meta.json").write_text(json.dumps({"format": 0, "tokens_file": first.prepared.meta["tokens_file"]}))
+    rebuilt = prepare(corpus_dir, tmp_path, tokenizer="char", prepared_dir=str(shared))
+    assert not rebuilt.prepared.reused and not (shared / old_build).exists() and len(builds(rebuilt)) == 1
+
+
+def test_a_truncated_or_corrupt_token_file_found_at_start_is_rebuilt(corpus_dir, tmp_path, caplog):
     data = prepare(corpus_dir, tmp_path, tokenizer="char")
     tokens_file = data.prepared_path / data.prepared.meta["tokens_file"]
     original = tokens_file.read_bytes()
-    tokens_file.write_bytes(original[:-10])
-    with pytest.raises(DataError, match=r"is [\d,]+ bytes, but its metadata says .*truncated or corrupt; delete"):
-        prepare(corpus_dir, tmp_path, tokenizer="char")
-    tokens_file.write_bytes(b"\xff" * len(original))
-    with pytest.raises(DataError, match=r"holds token id 255, outside the \d+-token vocabulary.*delete"):
-        prepare(corpus_dir, tmp_path, tokenizer="char")
+    for damage, problem in (
+        (original[:-10], r"tokens.bin is [\d,]+ bytes, but meta.json says [\d,]+ uint8 tokens"),
+        (b"\xff" * len(original), r"tokens.bin holds token id 255, outside the 37-token vocabulary"),
+    ):
+        tokens_file = data.prepared_path / data.prepared.meta["tokens_file"]
+        tokens_file.write_bytes(damage)
+        caplog.clear()
+        data = prepare(corpus_dir, tmp_path, tokenizer="char")
+        assert re.search(
+            f"rebuilding {data.prepared_path}: the copy there is damaged \\(build-[0-9a-f]+/{problem}", caplog.text
+        )
+        assert not data.prepared.reused and data.prepared.tokens.tobytes() == original
+        assert builds(data) == [data.prepared.meta["tokens_file"].split("/")[0]]  # the damaged build is gone
+
+
+DAMAGED_META = {
+    "not JSON": lambda meta: "{ truncated",
+    "a list": lambda meta: [meta],
+    "no tokenizer": lambda meta: {k: v for k, v in meta.items() if k != "tokenizer"},
+    "another dtype": lambda meta: {**meta, "dtype": "uint16"},
+    "a dtype numpy does not know": lambda meta: {**meta, "dtype": "float128x"},
+    "a token file outside the copy": lambda meta: {**meta, "tokens_file": "../../corpus.txt"},
+    "counts that do not add up": lambda meta: {**meta, "train_tokens": meta["num_tokens"] + 5},
+    "a true where a number belongs": lambda meta: {**meta, "num_tokens": True},
+    "a char vocabulary of another size": lambda meta: {**meta, "tokenizer": {**meta["tokenizer"], "vocab": "ab"}},
+    "a bpe without its file": lambda meta: {**meta, "tokenizer": {**meta["tokenizer"], "name": "bpe"}},
+    "a document entry without its size": lambda meta: {**meta, "documents": [{"path": "x"}]},
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_META)
+def test_a_meta_json_of_another_shape_is_rebuilt_not_a_traceback(damage, corpus_dir, tmp_path, caplog):
+    data = prepare(corpus_dir, tmp_path, tokenizer="char")
+    meta = data.prepared.meta
+    meta_file = data.prepared_path / "meta.json"
+    damaged = DAMAGED_META[damage](meta)
+    meta_file.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    assert data_module(corpus_dir, tmp_path, tokenizer="char").vocab_size == meta["tokenizer"]["vocab_size"]
+    caplog.clear()
+    rebuilt = prepare(corpus_dir, tmp_path, tokenizer="char")
+    assert f"rebuilding {data.prepared_path}: the copy there is damaged (" in caplog.text
+    assert not rebuilt.prepared.reused and rebuilt.prepared.meta["num_tokens"] == meta["num_tokens"]
+    assert prepare(corpus_dir, tmp_path, tokenizer="char").prepared.reused
+
+
+def test_a_copy_damaged_in_the_middle_stops_the_batch_that_reads_it_and_the_advice_rebuilds_it(tmp_path):
+    corpus = tmp_path / "long.txt"  # longer than the 2 x 64 Ki ids checked at start
+    corpus.write_text("".join(f"Line {i}: a fox and {i % 17} dogs.\n" for i in range(8000)))
+    data = prepare(corpus, tmp_path, tokenizer="char")
+    tokens_file = data.prepared_path / data.prepared.meta["tokens_file"]
+    with tokens_file.open("r+b") as out:
+        out.seek(70_000)
+        out.write(b"\xfe" * 80_000)  # ids 70,000 to 150,000 of 234,180
+    data = prepare(corpus, tmp_path, tokenizer="char")  # the ends look right: reused
+    assert data.prepared.reused
+    data.setup("fit")
+    fix = f"delete {data.prepared_path / 'meta.json'} and run the command again, which rebuilds it"
+    expected = (
+        f"the prepared copy in {data.prepared_path} is damaged ({data.prepared.meta['tokens_file']} holds token id "
+        f"254, outside the {data.vocab_size}-token vocabulary): {fix}"
+    )
+    windows = iter(RandomWindows(data.train_tokens, 32, 64, seed=0, rank=0, first_batch=0, vocab_size=data.vocab_size))
+    with pytest.raises(DataError) as raised:
+        for _ in range(10):
+            next(windows)
+    assert str(raised.value) == expected
+    validation = ConsecutiveWindows(data.prepared.tokens, 32, vocab_size=data.vocab_size)  # every id, as windows
+    with pytest.raises(DataError, match=re.escape(fix)):
+        for i in range(len(validation)):
+            validation[i]
+    (data.prepared_path / "meta.json").unlink()  # the advice
+    rebuilt = prepare(corpus, tmp_path, tokenizer="char")
+    assert not rebuilt.prepared.reused and int(rebuilt.prepared.tokens.max()) < rebuilt.vocab_size
+    assert builds(rebuilt) == [rebuilt.prepared.meta["tokens_file"].split("/")[0]]
+
+
+def test_clean_up_removes_only_the_builds_prepare_made(corpus_dir, tmp_path):
+    shared = tmp_path / "mine"
+    own = {"build-release": "my release notes", "build-0123456789ab": "named like a build, but mine", "notes.txt": "x"}
+    for name, text in own.items():
+        path = shared / name / "file.txt" if name.startswith("build-") else shared / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    first = prepare(corpus_dir, tmp_path, tokenizer="byte", prepared_dir=str(shared))
+    first_build = first.prepared.meta["tokens_file"].split("/")[0]
+    (corpus_dir / "a.txt").write_text("A new first poem.\n" * 40)
+    second = prepare(corpus_dir, tmp_path, tokenizer="byte", prepared_dir=str(shared))  # replaces the first copy
+    assert not second.prepared.reused and not (shared / first_build).exists()
+    for name, text in own.items():  # the user's own files, whatever their names, are untouched
+        path = shared / name / "file.txt" if name.startswith("build-") else shared / name
+        assert path.read_text() == text
+    assert prepared_module.recorded_builds(shared) == [second.prepared.meta["tokens_file"].split("/")[0]]
+
+
+def test_a_corpus_character_outside_a_given_char_vocabulary_names_the_file_and_both_fixes_work(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("abc abc cab\n" * 200 + "Zebra!\n")
+    with pytest.raises(InvalidConfigError) as raised:
+        prepare(corpus, tmp_path, tokenizer="char", vocab="abc \n")
+    assert str(raised.value) == (
+        f"corpus file {corpus} contains characters outside the char vocabulary: '!Zer'; train with the vocabulary "
+        "built from this corpus (drop --data.vocab, or the --ckpt_path of a run on another corpus) or use "
+        "--data.tokenizer byte"
+    )
+    assert prepare(corpus, tmp_path, tokenizer="char").vocab_size == len(set(corpus.read_text()))  # no --data.vocab
+    assert prepare(corpus, tmp_path, tokenizer="byte").prepared.meta["num_tokens"] == corpus.stat().st_size
 
 
 def test_bad_tokenizer_options_are_clear_errors(corpus_dir, tmp_path):
