@@ -9,9 +9,9 @@ newest run's last.ckpt, and a checkpoint's settings are the defaults that config
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import signal
 import sys
 import warnings
 from importlib import resources
@@ -25,6 +25,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsin
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_tt.errors import TTError
@@ -33,7 +34,7 @@ from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSu
 from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint, reconcile_with_checkpoint, saved_settings
 from lightning_trickster.commands import COMMANDS, Command, FitConfig
 from lightning_trickster.data import CorpusDataModule, data_args_from_tokenizer_state
-from lightning_trickster.errors import InvalidConfigError, StoppedBySignal, TricksterError, raise_stopped_by_signal
+from lightning_trickster.errors import InvalidConfigError, StoppedBySignal, TricksterError
 from lightning_trickster.init_from import InitialWeights, check_typed_shape, read_initial_weights
 from lightning_trickster.legacy import translate_arguments, translate_config
 from lightning_trickster.model import SamplingSettings
@@ -52,10 +53,11 @@ from lightning_trickster.reliability import (
     CheckpointDirectoryCheck,
     CheckpointOnSignal,
     NonFiniteGuard,
+    install_stop_handlers,
     require_writable,
     use_atomic_checkpoint_io,
 )
-from lightning_trickster.runs import evaluation_dir, newest_last_checkpoint
+from lightning_trickster.runs import RunLock, evaluation_dir, newest_last_checkpoint, run_folder_of
 
 # The console script `trickster` is the same program under its own name.
 PROG = "trickster" if Path(sys.argv[0]).name == "trickster" else "python -m lightning_trickster"
@@ -284,7 +286,7 @@ class TricksterCLI(LightningCLI):
             # Lightning's own "last" only looks inside the new run's directory; look across runs instead.
             ckpt_path = str(newest_last_checkpoint(Path(self.config.trainer.default_root_dir or ".")))
             if self.command == "fit":
-                self.resumed_run = Path(ckpt_path).parent.parent
+                self.resumed_run = run_folder_of(Path(ckpt_path))  # None for Lightning's hpc_ckpt: a new run
         self.checkpoint = read_checkpoint(ckpt_path)  # every checkpoint Lightning loads is checked here first
         saved = saved_settings(self.checkpoint)
         tokenizer = self.checkpoint.get(DATAMODULE_KEY, {}).get("tokenizer")
@@ -391,7 +393,20 @@ class TricksterCLI(LightningCLI):
         arguments: dict[str, Any] = {"datamodule": self.datamodule, "ckpt_path": self.config.ckpt_path}
         if self.command == "predict":
             arguments["return_predictions"] = False  # PredictionWriter writes them as they come
-        getattr(self.trainer, self.command)(self.model, **arguments)
+        run_lock = self.run_lock()
+        try:
+            getattr(self.trainer, self.command)(self.model, **arguments)
+        finally:
+            if run_lock is not None:
+                run_lock.release()
+
+    def run_lock(self) -> RunLock | None:
+        """One writer per run folder: a fit's rank 0 holds its run's lock for the whole fit (evaluations only read)."""
+        if self.command != "fit" or not self.trainer.is_global_zero:
+            return None
+        logger = self.trainer.logger
+        run = self.resumed_run or (Path(logger.log_dir) if isinstance(logger, TensorBoardLogger) else None)
+        return RunLock(run).acquire() if run is not None else None
 
     def fit_config(self) -> FitConfig:
         """The parsed fit options without the command's own (seed as given)."""
@@ -469,9 +484,10 @@ def main(args: list[str] | None = None) -> None:
     given = {switches[arg] for arg in args if arg in switches}
     args = [arg for arg in args if arg not in switches]
     debug = "debug" in given or os.environ.get("TRICKSTER_DEBUG", "") not in ("", "0")
-    # SIGINT and SIGTERM stop every command at once with 130/143 (a fit's training steps save last.ckpt first, see
-    # CheckpointOnSignal); Lightning adds its own SIGTERM bookkeeping to this handler, it does not replace it.
-    handlers = {signum: signal.signal(signum, raise_stopped_by_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # SIGINT, SIGTERM and SIGHUP stop every command at once with 130/143/129 (a fit's training steps save last.ckpt
+    # first, see CheckpointOnSignal); Lightning adds its own SIGTERM bookkeeping to this handler, it does not
+    # replace it.
+    restore_signal_handlers = install_stop_handlers()
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     if "quiet" in given:
@@ -496,10 +512,10 @@ def main(args: list[str] | None = None) -> None:
     except (TricksterError, TTError, StoppedBySignal) as err:
         if debug:
             raise
-        sys.stderr.write(f"\nerror: {err}\n" if isinstance(err, StoppedBySignal) else f"error: {err}\n")
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone (EIO)
+            sys.stderr.write(f"\nerror: {err}\n" if isinstance(err, StoppedBySignal) else f"error: {err}\n")
         raise SystemExit(getattr(err, "exit_code", 2)) from None
     finally:  # main() called from Python (the tests) leaves signal handling and logging as it found them
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+        restore_signal_handlers()
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

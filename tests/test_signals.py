@@ -140,13 +140,9 @@ def test_stop_handlers_cover_sighup_unless_it_is_ignored_and_are_restored():
             signal.signal(signum, handler)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs cli.main to install its handlers with reliability.install_stop_handlers() (SIGHUP is not covered)",
-)
 def test_sighup_stops_a_long_generation_in_predict_with_129(checkpoint):
     args = ["predict", "--config", "cpu.yaml", "--ckpt_path", str(checkpoint), "--trainer.enable_progress_bar", "false",
-            "--data.prompts", '["Line"]', "--model.max_new_tokens", "1000000"]  # fmt: skip
+            "--data.prompts", '["Line"]', "--sampling.max_new_tokens", "1000000"]  # fmt: skip
     code, last_line, seconds = signal_after(args, signal.SIGHUP, ready="Seed set")
     assert code == 129 and seconds < 5
     assert last_line == "error: stopped by SIGHUP: what was already written is kept"
