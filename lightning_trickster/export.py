@@ -306,8 +306,9 @@ GGUF_TOKEN_NORMAL, GGUF_TOKEN_CONTROL, GGUF_TOKEN_USER_DEFINED = 1, 3, 4
 
 def rwkv_escape(data: bytes) -> str:
     """A token's bytes as llama.cpp's rwkv tokenizer reads them (llama_unescape_rwkv_token): backslash escapes for
-    the backslash, tab, line feed and carriage return, \\xNN (lower-case hex) for other control bytes and every byte
-    of a character that is not printable ASCII when it stands alone (a byte token >= 0x80), the rest literally."""
+    the backslash, tab, line feed and carriage return, \\xNN (lower-case hex, as it parses) for every other byte that
+    is not printable ASCII, printable ASCII as itself. (GGUF strings are read as C strings: a NUL byte must not
+    appear literally.)"""
     text = []
     for byte in data:
         if byte == 0x5C:
