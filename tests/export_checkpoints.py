@@ -40,14 +40,14 @@ def sharpened(trained: TrainedModel, seed: int = 0, **config_changes) -> Trained
     its logits span several units. A 3-step model's are all near zero: a wrong RoPE layout or a missing norm would
     change them by less than the tolerances the tests check."""
     config = dataclasses.replace(trained.model.config, **config_changes)
-    torch.manual_seed(seed)
     model = NanoTrickster(config)
+    draw = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.dim() == 2:
-                parameter.normal_(0.0, 0.3)
+                parameter.normal_(0.0, 0.3, generator=draw)
             else:  # norm weights: away from 1, so a norm that is left out or misplaced shows
-                parameter.uniform_(0.5, 1.5)
+                parameter.uniform_(0.5, 1.5, generator=draw)
     return dataclasses.replace(trained, model=model.eval())
 
 
