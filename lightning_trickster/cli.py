@@ -48,7 +48,7 @@ from lightning_trickster.option_checks import (
     check_trainer_options,
     typed_options,
 )
-from lightning_trickster.progress import RunReport, StepProgressBar
+from lightning_trickster.progress import RunReport, StepProgressBar, use_line_buffered_output
 from lightning_trickster.reliability import (
     CheckpointDirectoryCheck,
     CheckpointOnSignal,
@@ -478,6 +478,7 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of `python -m lightning_trickster` and the `trickster` command."""
+    use_line_buffered_output()  # a log file or pipe gets each line as it is printed
     from_command_line = args is None
     args = list(sys.argv[1:] if from_command_line else args)
     switches = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose", "--debug": "debug"}

@@ -1,8 +1,13 @@
 """What a fit shows while it runs: a progress bar counted in optimizer steps with the metrics that matter on a line
-of their own, one line per validation that stays in the scroll-back, and a closing summary (also with -q)."""
+of their own, one line per validation that stays in the scroll-back, and a closing summary (also with -q).
+
+When stdout is not a terminal (nohup, SLURM, CI, `> log`) the same lines are written as plain text instead: no bars,
+no carriage-return redraws, no escape codes; the status line every log_every_n_steps, each line flushed as written.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -14,6 +19,27 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_trickster.module import tokens_per_optimizer_step
+
+
+def output_is_terminal(stream: Any = None) -> bool:
+    """Whether stream (default: sys.stdout, looked up now) is a terminal, where bars can redraw in place."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def use_line_buffered_output() -> None:
+    """Make a stdout that is not a terminal line-buffered, as a terminal's is. Python buffers a file or pipe in
+    blocks of several KB, so a SLURM or nohup log would lag minutes behind the run; the front door calls this first.
+    (stderr is line-buffered already.) A stdout that cannot be reconfigured (replaced by a test harness) is left."""
+    if output_is_terminal():
+        return
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # closed or detached
+            reconfigure(line_buffering=True)
 
 
 def short_number(value: float) -> str:
@@ -58,16 +84,34 @@ def status_line(trainer: pl.Trainer) -> str:
 class StepProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counted in optimizer steps out of trainer.max_steps (right after a resume too), with the
     metrics on a status line below the bar instead of squeezed into it (the step format shows no postfix, so no
-    v_num)."""
+    v_num).
+
+    Plain (by default: whenever stdout is not a terminal): no bars at all; the status line is printed as
+    `step N/MAX: ...` every trainer.log_every_n_steps optimizer steps, and lines written above the bars (a
+    validation's) are printed as they are, each flushed."""
 
     STEP_FORMAT = "step {n_fmt}/{total_fmt} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]"
     """The training bar's; the sanity-check, validation and predict bars keep Lightning's BAR_FORMAT."""
 
-    def __init__(self) -> None:
+    def __init__(self, plain: bool | None = None) -> None:
+        """Args:
+        plain: plain lines instead of bars; None: when stdout is not a terminal (decided as each bar starts).
+        """
         super().__init__()
         self.status: Tqdm | None = None
+        self._plain = plain
+        self._last_printed_step = -1
+
+    @property
+    def plain(self) -> bool:
+        return self._plain if self._plain is not None else not output_is_terminal()
+
+    def init_sanity_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True) if self.plain else super().init_sanity_tqdm()
 
     def init_train_tqdm(self) -> Tqdm:
+        if self.plain:
+            return Tqdm(disable=True)
         trainer = self.trainer
         # After a resume the bar starts where the run is, and so does its ETA.
         return Tqdm(
@@ -77,6 +121,8 @@ class StepProgressBar(TQDMProgressBar):
         )  # fmt: skip
 
     def init_validation_tqdm(self) -> Tqdm:
+        if self.plain:
+            return Tqdm(disable=True)
         fitting = self.trainer.state.fn == "fit"
         return Tqdm(
             desc=self.validation_description,
@@ -85,8 +131,16 @@ class StepProgressBar(TQDMProgressBar):
             bar_format=self.BAR_FORMAT,
         )  # fmt: skip
 
+    def init_test_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True) if self.plain else super().init_test_tqdm()
+
+    def init_predict_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True) if self.plain else super().init_predict_tqdm()
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.train_progress_bar = self.init_train_tqdm()
+        if self.plain:
+            return
         self.status = Tqdm(
             position=2 * self.process_position + 1, bar_format="{desc}", leave=True, disable=self.is_disabled,
             dynamic_ncols=True, file=sys.stdout,
@@ -96,11 +150,22 @@ class StepProgressBar(TQDMProgressBar):
         pass  # one endless epoch of random windows: the bar counts optimizer steps over the whole fit
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_: Any) -> None:
+        if self.plain:
+            self._print_status(trainer)
+            return
         bar = self.train_progress_bar
         if bar.n != trainer.global_step and self._should_update(trainer.global_step, bar.total):
             bar.n = trainer.global_step
             bar.refresh()
             self.status.set_description_str(status_line(trainer))
+
+    def _print_status(self, trainer: pl.Trainer) -> None:
+        """The plain status line, once per logging step (not per micro-batch of an accumulated step)."""
+        step, every = trainer.global_step, trainer.log_every_n_steps
+        if self.is_enabled and every > 0 and step % every == 0 and step != self._last_printed_step:
+            self._last_printed_step = step
+            if trainer.is_global_zero:
+                self.write(f"step {step}/{trainer.max_steps}: {status_line(trainer)}")
 
     def on_train_epoch_end(self, *_: Any) -> None:
         pass  # the status line, not a postfix, shows the metrics; the bar closes at the end of training
@@ -118,8 +183,11 @@ class StepProgressBar(TQDMProgressBar):
             self.status.close()
 
     def write(self, line: str) -> None:
-        """A line above the bars, kept in the scroll-back."""
-        Tqdm.write(line, file=sys.stdout)
+        """A line above the bars, kept in the scroll-back (plain: printed and flushed)."""
+        if self.plain:
+            print(line, file=sys.stdout, flush=True)
+        else:
+            Tqdm.write(line, file=sys.stdout)
 
 
 class RunReport(pl.Callback):

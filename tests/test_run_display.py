@@ -1,11 +1,16 @@
 """What a user sees during and after a fit: an 80-column progress display, validation lines, a closing summary."""
 
+import fcntl
 import logging
 import os
+import pty
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import tempfile
+import termios
 from pathlib import Path
 
 import pytest
@@ -17,13 +22,33 @@ METRICS = ("loss ", "val ", "lr ", "tok/s", "grad ")
 
 
 def fit_in_terminal(args: list[str], columns: int = 80) -> str:
-    """The fit's stdout as a terminal of this width would receive it (tqdm reads the width from COLUMNS)."""
-    env = {**os.environ, "COLUMNS": str(columns + 1), "LINES": "40"}  # tqdm keeps one column free
-    result = subprocess.run(
-        [sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    """The fit's stdout as a terminal of this width receives it: stdout is a pseudo-terminal of that size (on a pipe
+    or file the fit writes plain lines instead, see test_plain_output.py)."""
+    master, slave = pty.openpty()
+    # tqdm keeps one column free; it reads the width from the terminal.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns + 1, 0, 0))
+    attributes = termios.tcgetattr(slave)
+    attributes[1] &= ~termios.ONLCR  # line feeds as written, not turned into CR LF
+    termios.tcsetattr(slave, termios.TCSANOW, attributes)
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lightning_trickster", *args], stdout=slave, stderr=stderr, cwd=REPO_ROOT
+        )
+        os.close(slave)
+        chunks = []
+        while True:  # read as it comes: a terminal holds only a few KB the fit would block on
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the fit closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        returncode = process.wait()
+        stderr.seek(0)
+        assert returncode == 0, stderr.read().decode(errors="replace")[-2000:]
+    return b"".join(chunks).decode()
 
 
 def screen_lines(output: str) -> list[str]:
