@@ -514,7 +514,8 @@ def main(args: list[str] | None = None) -> None:
         if debug:
             raise
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone (EIO)
-            sys.stderr.write(f"\nerror: {err}\n" if isinstance(err, StoppedBySignal) else f"error: {err}\n")
+            if getattr(err, "report", True):  # a fit's signal stop is reported by rank 0 alone
+                sys.stderr.write(f"\nerror: {err}\n" if isinstance(err, StoppedBySignal) else f"error: {err}\n")
         raise SystemExit(getattr(err, "exit_code", 2)) from None
     finally:  # main() called from Python (the tests) leaves signal handling and logging as it found them
         restore_signal_handlers()

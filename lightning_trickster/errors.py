@@ -43,11 +43,12 @@ class NonFiniteError(TricksterError):
 
 class TrainingInterrupted(TricksterError):
     """SIGINT, SIGTERM or SIGHUP stopped a fit after it saved last.ckpt; exits like a process killed by that
-    signal."""
+    signal. With several processes every rank raises it and only rank 0 reports it (report=False on the others)."""
 
-    def __init__(self, message: str, signal_number: int) -> None:
+    def __init__(self, message: str, signal_number: int, report: bool = True) -> None:
         super().__init__(message)
         self.exit_code = 128 + signal_number
+        self.report = report
 
 
 class StoppedBySignal(BaseException):

@@ -198,16 +198,26 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
 
 
 class CheckpointOnSignal(Callback):
-    """SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed) during fit: finish the running training step, write
+    """SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed) during fit: finish the running training batch, write
     last.ckpt, and stop with a one-line message and exit status 128 + signal number. A second Ctrl-C stops at once,
     without saving. A signal that is ignored when training starts stays ignored (SIGHUP under `nohup`).
 
-    The checkpoint is written at the end of the step, like ModelCheckpoint's; the fit stops as the next step begins,
-    after Lightning has logged the step's metrics (and run validation, if it was due), so the curve has no gap.
+    The checkpoint is written at the end of the batch, like ModelCheckpoint's; the fit stops as the next batch begins,
+    after Lightning has logged the step's metrics (and run validation, if it was due), so the curve has no gap. With
+    gradient accumulation a signal can land between the micro-batches of one optimizer step: the checkpoint then holds
+    the last complete step (the weights and optimizer have not moved since) and its loop position is rewound to the
+    start of the unfinished accumulation window, so the resumed run redoes that window's micro-batches from their
+    first and ends exactly where the uninterrupted run does.
 
-    Replaces Lightning's handling for the fit: its SIGTERM handler raises only at step boundaries but saves nothing,
-    and Ctrl-C raises KeyboardInterrupt wherever it lands, possibly half way through an optimizer step. Single-process
-    runs only: with several processes Lightning's own handlers stay in place (they stop every rank together).
+    Several processes (DDP, FSDP): each process's handler only records the signal; at the end of every batch the
+    processes agree (one all-reduce of the signal number, the maximum wins) whether any of them received one, so a
+    batch system's SIGTERM to every process, Ctrl-C to the process group or a `kill` of one rank all save ONE
+    checkpoint (every rank takes part in the save, rank 0 writes it) and stop every rank after the same batch. Rank 0
+    reports it; the ranks it started itself are waited for before it exits.
+
+    Replaces Lightning's handling for the fit: its SIGTERM handler raises only at step boundaries but saves nothing
+    (and broadcasts from inside the handler), and Ctrl-C raises KeyboardInterrupt wherever it lands, possibly half
+    way through an optimizer step.
     """
 
     def __init__(self, signals: tuple[str, ...] = STOP_SIGNAL_NAMES) -> None:
@@ -222,11 +232,11 @@ class CheckpointOnSignal(Callback):
         self.signals = [signal.Signals[name] for name in signals if hasattr(signal, name)]
         self.received: signal.Signals | None = None
         self._saved: tuple[Path, int] | None = None
+        self._rewind = 0  # micro-batches of an unfinished accumulation window, while its signal checkpoint is written
+        self._children: list[subprocess.Popen] = []
         self._previous_handlers: dict[signal.Signals, Any] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.world_size > 1:
-            return
         self.received = None
         self._saved = None
         for signum in self.signals:
@@ -240,24 +250,51 @@ class CheckpointOnSignal(Callback):
         self.received = signal.Signals(signum)
         rank_zero_info(f"\n{self.received.name} received: saving last.ckpt after the current training batch")
 
+    def _agreed_signal(self, trainer: pl.Trainer) -> signal.Signals | None:
+        """The signal this process received, or with several processes the one any of them received (the same
+        answer on every rank: the all-reduce is their only agreement, so no rank stops alone)."""
+        if trainer.world_size <= 1:
+            return self.received
+        mine = torch.tensor(int(self.received or 0), device=trainer.strategy.root_device)
+        agreed = int(trainer.strategy.reduce(mine, reduce_op="max"))
+        return signal.Signals(agreed) if agreed else None
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self.received is not None and self._saved is None:
-            path = last_checkpoint_path(trainer)
+        if self._saved is not None:
+            return
+        received = self._agreed_signal(trainer)
+        if received is None:
+            return
+        self.received = received
+        path = last_checkpoint_path(trainer)
+        self._rewind = trainer.fit_loop.epoch_loop.batch_progress.current.ready % trainer.accumulate_grad_batches
+        try:
             trainer.save_checkpoint(path, weights_only=False)  # resumable: with optimizer and loop state
-            self._saved = (path, trainer.global_step)
+        finally:
+            self._rewind = 0
+        self._saved = (path, trainer.global_step)
+        if trainer.world_size > 1:
+            self._children = take_over_child_ranks(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._rewind:
+            rewind_to_the_last_optimizer_step(checkpoint, self._rewind)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._stop_if_saved()
+        self._stop_if_saved(trainer)
 
-    def _stop_if_saved(self) -> None:
+    def _stop_if_saved(self, trainer: pl.Trainer) -> None:
         if self._saved is None or self.received is None:
             return
         self._restore_handlers()
         path, step = self._saved
         raise TrainingInterrupted(
             f"training stopped by {self.received.name} after step {step}: saved {path}; continue it with "
-            "--ckpt_path last",
+            f"{resume_option(trainer, path)}",
             self.received.value,
+            report=trainer.is_global_zero,
         )
 
     def _restore_handlers(self) -> None:
@@ -267,10 +304,54 @@ class CheckpointOnSignal(Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
+        children, self._children = self._children, []
+        for child in children:  # the other ranks stop after the same batch: let them finish before rank 0 exits
+            try:
+                child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
-        self._stop_if_saved()  # the signal came during the last step
+        self._stop_if_saved(trainer)  # the signal came during the last step
+
+
+def rewind_to_the_last_optimizer_step(checkpoint: dict[str, Any], micro_batches: int) -> None:
+    """Make a checkpoint written `micro_batches` micro-batches into an accumulation window hold the loop position of
+    the window's start: exactly the state Lightning saves at the end of the window's previous optimizer step (as a
+    ModelCheckpoint with every_n_train_steps would), which its restart logic resumes from. The weights, optimizer and
+    schedule have not changed inside the window (the accumulated gradient is not saved), and the training data
+    position follows the optimizer step count (CorpusDataModule.train_dataloader), so the resumed run redoes the
+    window from its first micro-batch."""
+    loop = checkpoint["loops"]["fit_loop"]
+    progress = loop["epoch_loop.batch_progress"]
+    for counts in (progress["total"], progress["current"]):
+        for key in ("ready", "started", "processed", "completed"):
+            counts[key] -= micro_batches
+    # Lightning counts the optimizer step of a window once its last micro-batch has ended; at that batch's end (where
+    # a checkpoint of the window's start is taken) it has not yet, and its restart adds it.
+    loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+
+def take_over_child_ranks(trainer: pl.Trainer) -> list[subprocess.Popen]:
+    """The processes of the other ranks that this one started (Lightning's launcher re-runs the command for each
+    local rank), taken from the launcher's watch: its observer thread SIGKILLs the launching process as soon as a
+    child exits non-zero, and after a signal every rank exits with 128 + signal. The caller waits for them."""
+    procs = getattr(trainer.strategy.launcher, "procs", None)
+    if not isinstance(procs, list):
+        return []
+    children = list(procs)
+    procs.clear()  # in place: the observer holds this very list
+    return children
+
+
+def resume_option(trainer: pl.Trainer, checkpoint: Path) -> str:
+    """`--ckpt_path last` where that finds this checkpoint (a run's own checkpoints/last.ckpt under the output
+    directory), else the path itself (a --checkpoint.dirpath elsewhere)."""
+    root = Path(trainer.default_root_dir).resolve()
+    in_a_run = checkpoint.name == "last.ckpt" and checkpoint.resolve().parent.parent.parent == root / "lightning_logs"
+    return "--ckpt_path last" if in_a_run and checkpoint.parent.name == "checkpoints" else f"--ckpt_path {checkpoint}"
 
 
 class NonFiniteGuard(Callback):
