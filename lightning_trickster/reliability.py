@@ -4,12 +4,19 @@ command at once on those signals (install_stop_handlers)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import tempfile
+import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -18,6 +25,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
@@ -27,6 +35,7 @@ from lightning_trickster.errors import (
     StoppedBySignal,
     TrainingInterrupted,
     TricksterError,
+    WriteFailedError,
     raise_stopped_by_signal,
 )
 
@@ -132,14 +141,214 @@ TEMPORARY_SUFFIX = ".tmp"
 """A checkpoint being written is `.<name>.<random>.tmp` beside its target until it is complete."""
 
 
-class CheckpointWriteError(TricksterError, OSError):
+class CheckpointWriteError(WriteFailedError):
     """A checkpoint could not be written (disk full, permissions); the previous file of that name is intact."""
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Writes that fail: one line naming the file, the reason and the fix
+
+
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+"""What the filesystem answers when a write cannot be done: the disk is full, a quota or the file size limit is
+reached, the filesystem is read-only, permissions, a failing device."""
+
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def failed_write_errno(err: BaseException, directory: Path | None = None) -> int | None:
+    """The errno behind a failed write, also where a library hides it: safetensors' `SafetensorError: ... I/O error:
+    No space left on device (os error 28)`, numpy's `OSError: N requested and M written` (no errno: then a filesystem
+    with no room left is the reason), or an OSError in the chain of causes."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno:
+            return current.errno
+        found = re.search(r"\(os error (\d+)\)", str(current))
+        if found:
+            return int(found.group(1))
+        current = current.__cause__ or current.__context__
+    if directory is not None and free_bytes(directory) < 64 * 1024:
+        return errno.ENOSPC
+    return None
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged write could still use on directory's filesystem (its nearest existing ancestor's)."""
+    directory = Path(directory)
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return 1 << 62
+    return stat.f_bavail * stat.f_frsize
+
+
+def write_failure(what: str | Path, err: BaseException, directory: Path, then: str) -> WriteFailedError:
+    """`could not write <what> (<reason>): <fix for that reason>, then <then>` as one line."""
+    number = failed_write_errno(err, directory)
+    reason = os.strerror(number) if number else " ".join(str(err).split())[:200]
+    if number in NO_ROOM:
+        fix = f"free disk space on the filesystem of {directory}"
+    elif number in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = f"make {directory} writable"
+    else:
+        fix = f"check the disk that holds {directory}"
+    return WriteFailedError(f"could not write {what} ({reason}): {fix}, then {then}")
+
+
+def resume_advice(trainer: pl.Trainer) -> str:
+    """How to go on after a fit stopped: resume from its last.ckpt if it has one, else start it again."""
+    last = last_checkpoint_path(trainer)
+    if last.is_file():
+        return f"resume with {resume_option(trainer, last)} (the checkpoints written so far are kept)"
+    return "run the command again (no checkpoint was written yet)"
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write data to a temporary file beside path, fsync it and rename it over path: a failed write (a full disk)
+    leaves any earlier file of that name whole, and removes its own partial file. Creates the parent directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def standard_output_failed(err: OSError) -> bool:
+    """Whether a failed write was the command's standard output: it is /dev/full, a terminal that went away, or a
+    file on a filesystem with no room left."""
+    try:
+        fd = sys.stdout.fileno()
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISCHR(mode):
+            device = os.fstat(fd).st_rdev
+            return (os.major(device), os.minor(device)) == (1, 7) or err.errno == errno.EIO  # /dev/full; a hung-up tty
+        if stat.S_ISREG(mode) and err.errno in NO_ROOM:
+            room = os.fstatvfs(fd)
+            return room.f_bavail * room.f_frsize < 64 * 1024
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout (a test's capture)
+        return False
+    return False
+
+
+def unhandled_write_failure(err: OSError, command: str) -> str:
+    """The one line for a failed write that no handler of the command named (main's last resort)."""
+    reason = err.strerror or str(err)
+    then = "then run the command again" + (
+        " (a fit that saved a last.ckpt goes on from it with --ckpt_path last)" if command == "fit" else ""
+    )
+    if standard_output_failed(err):
+        return (
+            f"could not write to standard output ({reason}): redirect it to a file on a disk with room, or to "
+            f"/dev/null, {then}; the files the command wrote are kept"
+        )
+    what = f"{err.filename}" if err.filename else "a file"
+    if err.errno in NO_ROOM:
+        fix = "free disk space on its filesystem"
+    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "make its directory writable"
+    else:
+        fix = "check the disk that holds it"
+    return f"could not write {what} ({reason}): {fix}, {then}; what was written before is kept"
+
+
+class _TensorBoardWriteGuard:
+    """Turns a failed write of a TensorBoard logger (its event file, written by a background thread and flushed by
+    the fit; hparams.yaml) into one WriteFailedError naming the run folder. The writer thread's own report of the
+    error (a traceback printed by threading.excepthook) is left out: the fit raises the same error at its next write.
+    A failure while the fit is already stopping for another error is dropped, so that error is the one reported."""
+
+    def __init__(self, trainer: pl.Trainer, logger: Any) -> None:
+        self.trainer = trainer
+        self.logger = logger
+        self.directory = Path(logger.log_dir)
+        for name in ("log_metrics", "log_hyperparams", "log_graph", "save"):
+            setattr(logger, name, self._guarded(getattr(logger, name)))
+        finalize = logger.finalize
+
+        def guarded_finalize(status: str) -> None:
+            if status == "success":
+                self._guarded(finalize)(status)
+            else:
+                with contextlib.suppress(OSError):
+                    finalize(status)
+
+        logger.finalize = guarded_finalize
+        event_writer = logger.experiment._get_file_writer().event_writer
+        for name in ("add_event", "flush", "close"):
+            setattr(event_writer, name, self._guarded(getattr(event_writer, name)))
+
+    def _guarded(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except OSError as err:
+                if isinstance(err, TricksterError):
+                    raise
+                raise write_failure(
+                    f"the TensorBoard logs in {self.directory}", err, self.directory, resume_advice(self.trainer)
+                ) from err
+
+        return guarded
+
+
+def _quiet_tensorboard_writer_threads() -> None:
+    """TensorBoard's event writer thread prints a traceback when its write fails, then leaves the error for the
+    fit's next write (which reports it in one line): keep the traceback out of the output."""
+    previous = threading.excepthook
+    if getattr(previous, "quiets_tensorboard", False):
+        return
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        writer_thread = type(args.thread).__module__.startswith("tensorboard.summary.writer")
+        if writer_thread and isinstance(args.exc_value, OSError):
+            return
+        previous(args)
+
+    excepthook.quiets_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = excepthook
+
+
 class CheckpointDirectoryCheck(Callback):
-    """Before the first step of a fit: the checkpoint directory must be writable (a resumed run into a read-only
-    checkpoints/ would otherwise train and then lose those steps at the first save), and the temporary files of a
-    save that was killed half way are removed."""
+    """The fit's own files. Before the first step: the checkpoint directory must be writable (a resumed run into a
+    read-only checkpoints/ would otherwise train and then lose those steps at the first save), and the temporary files
+    of a save that was killed half way are removed. During the fit: a write of the TensorBoard logger that fails (a
+    full disk) stops the fit in one line naming the run folder and how to go on (_TensorBoardWriteGuard)."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                _TensorBoardWriteGuard(trainer, logger)
+                _quiet_tensorboard_writer_threads()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """A write into the run's (or evaluation's) folder that failed as the command set up, before the guard was in
+        place: TensorBoard's event file, LightningCLI's config.yaml, hparams.yaml. Their OSError names no file; name
+        the folder, for the front door's one line."""
+        if (
+            isinstance(exception, OSError)
+            and not isinstance(exception, TricksterError)
+            and exception.filename is None
+            and exception.errno in WRITE_FAILURES
+            and trainer.is_global_zero
+            and trainer.log_dir
+            and _raised_by_a_run_folder_writer(exception)
+        ):
+            exception.filename = trainer.log_dir
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         callback = trainer.checkpoint_callback
@@ -153,6 +362,18 @@ class CheckpointDirectoryCheck(Callback):
         for orphan in directory.glob(f".*.ckpt.*{TEMPORARY_SUFFIX}"):
             orphan.unlink(missing_ok=True)
             rank_zero_info(f"removed {orphan}, left by a checkpoint save that was cut short")
+
+
+RUN_FOLDER_WRITERS = (
+    "/tensorboard/", "/jsonargparse/", "/lightning/pytorch/cli.py", "/lightning/pytorch/core/saving.py",
+)  # fmt: skip
+"""Where the files of a run folder that no handler here writes are written: TensorBoard's events, LightningCLI's
+config.yaml (through jsonargparse), Lightning's hparams.yaml."""
+
+
+def _raised_by_a_run_folder_writer(exception: BaseException) -> bool:
+    frames = traceback.extract_tb(exception.__traceback__)
+    return any(writer in frame.filename for frame in frames for writer in RUN_FOLDER_WRITERS)
 
 
 def require_writable(directory: Path, what: str, fix: str) -> None:
