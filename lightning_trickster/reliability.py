@@ -94,8 +94,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if isinstance(cause, OSError):
                 raise CheckpointWriteError(
                     f"could not write checkpoint {target} ({cause.strerror or cause}): free disk space or make "
-                    f"{target.parent} writable, then resume with --ckpt_path last; any earlier {target.name} is "
-                    "left as it was"
+                    f"{target.parent} writable, then {resume_from_directory(target.parent)}; any earlier "
+                    f"{target.name} is left as it was"
                 ) from None
             raise
         fsync_directory(target.parent)  # make the rename itself durable
@@ -111,6 +111,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
+
+
+def resume_from_directory(checkpoints: Path) -> str:
+    """How to go on after a save into `checkpoints` failed: from its last.ckpt (`--ckpt_path last` finds it in a
+    run's own checkpoints/ folder, elsewhere it is named), or from the start when none was saved yet."""
+    last = checkpoints / "last.ckpt"
+    if not last.is_file():
+        return "run the command again (no last.ckpt was saved yet)"
+    in_a_run = checkpoints.name == "checkpoints" and checkpoints.parent.parent.name == "lightning_logs"
+    return f"resume with --ckpt_path {'last' if in_a_run else last}"
 
 
 class _WriteErrorRecorder:
@@ -355,10 +365,16 @@ class CheckpointDirectoryCheck(Callback):
         if not isinstance(callback, ModelCheckpoint) or not callback.dirpath or not trainer.is_global_zero:
             return
         directory = Path(callback.dirpath)
-        require_writable(
-            directory, "checkpoint directory",
-            "make it writable or pass --trainer.default_root_dir a directory you can write to; nothing was trained",
-        )  # fmt: skip
+        logger = trainer.logger
+        run = Path(logger.log_dir) if isinstance(logger, TensorBoardLogger) else Path(trainer.default_root_dir)
+        if directory == run / "checkpoints":  # where the output directory puts them
+            # A resume then names its checkpoint: `--ckpt_path last` would look under the new directory.
+            fix = "pass --trainer.default_root_dir a directory you can write to" + (
+                f" and --ckpt_path {trainer.ckpt_path}" if trainer.ckpt_path else ""
+            )
+        else:
+            fix = "pass --checkpoint.dirpath a directory you can write to"
+        require_writable(directory, "checkpoint directory", f"make it writable or {fix}; nothing was trained")
         for orphan in directory.glob(f".*.ckpt.*{TEMPORARY_SUFFIX}"):
             orphan.unlink(missing_ok=True)
             rank_zero_info(f"removed {orphan}, left by a checkpoint save that was cut short")
@@ -633,8 +649,8 @@ class NonFiniteGuard(Callback):
             raise NonFiniteError(
                 f"non-finite gradients in {self.skipped_steps} steps (last at step {trainer.global_step}), more than "
                 f"nonfinite.max_skips={self.max_skips}: the run is diverging; lower "
-                "--model.optimization.learning_rate or set --trainer.gradient_clip_val, and resume with "
-                "--ckpt_path last"
+                "--model.optimization.learning_rate or set --trainer.gradient_clip_val, and "
+                f"{go_on_after_a_bad_step(trainer)}"
             )
         rank_zero_warn(f"step {trainer.global_step}: non-finite gradient, update skipped ({self.skipped_steps} so far)")
 
@@ -652,8 +668,8 @@ class NonFiniteGuard(Callback):
         )
         raise NonFiniteError(
             f"non-finite loss or gradient at step {bad_step}; training stopped at step {trainer.global_step} and "
-            f"{kept}: lower --model.optimization.learning_rate or set --trainer.gradient_clip_val and resume with "
-            "--ckpt_path last, or pass --nonfinite.action skip to drop such steps"
+            f"{kept}: lower --model.optimization.learning_rate or set --trainer.gradient_clip_val and "
+            f"{go_on_after_a_bad_step(trainer)}, or pass --nonfinite.action skip to drop such steps"
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
@@ -679,6 +695,13 @@ class NonFiniteGuard(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped_steps = state_dict.get("skipped_steps", 0)
+
+
+def go_on_after_a_bad_step(trainer: pl.Trainer) -> str:
+    """Resume from the run's last.ckpt (which predates the bad step: the guard vetoes later saves) if there is one,
+    else start the fit again."""
+    last = last_checkpoint_path(trainer)
+    return f"resume with {resume_option(trainer, last)}" if last.is_file() else "run the fit again"
 
 
 def inductor_cpp_compilers() -> list[str]:

@@ -56,13 +56,24 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 def evaluation_dir(command: str, ckpt_path: str | None, root: Path) -> Path:
     """A new folder for one evaluation's outputs: RUN/eval/COMMAND-CHECKPOINT-N inside the run that wrote the
-    checkpoint, or root/eval/... for a checkpoint from elsewhere (or none)."""
+    checkpoint, or root/eval/... for a checkpoint from elsewhere (or none), or whose run folder this process cannot
+    write (a read-only copy of a run: the outputs then go under --trainer.default_root_dir)."""
     checkpoint = Path(ckpt_path) if ckpt_path else None
-    base = (run_folder_of(checkpoint) if checkpoint else None) or root
+    run = run_folder_of(checkpoint) if checkpoint else None
+    base = run if run is not None and can_write_under(run / "eval") else root
     name = f"{command}-{checkpoint.stem if checkpoint else 'untrained'}"
     return next(
         base / "eval" / f"{name}-{n}" for n in itertools.count(1) if not (base / "eval" / f"{name}-{n}").exists()
     )
+
+
+def can_write_under(directory: Path) -> bool:
+    """Whether this process could create files in directory, or create it (judged at its nearest existing ancestor;
+    a read-only filesystem counts, also for root)."""
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
 class LockFile:
