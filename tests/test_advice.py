@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fit_args, write_small_corpus
-from faults import InjectNonFiniteLoss, SignalDuringStep, injector, no_cpp_compiler
+from conftest import TINY_SHAKESPEARE, fit_args, write_small_corpus
+from faults import OFFLINE, InjectNonFiniteLoss, SignalDuringStep, child_environment, injector, no_cpp_compiler
 from realfaults import PAGE, fill, small_filesystem
 
 from lightning_trickster.checkpoint import read_checkpoint
@@ -415,6 +415,342 @@ def test_sample_prompts_outside_the_vocabulary_say_train_with_the_byte_tokenizer
     fails([*args, "--samples.prompts", '["ROMEO:"]'], capsys, "remove them or train with --data.tokenizer byte")
     succeeds([*args, "--samples.prompts", '["ROMEO:"]', "--data.tokenizer", "byte"], capsys)
     succeeds([*args, "--samples.prompts", '["Line"]'], capsys)  # or remove them
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def prepare(corpus: Path | str, cache: Path, *extra: str) -> list[str]:
+    return ["prepare", "--config", "cpu.yaml", "--data.path", str(corpus), "--data.cache_dir", str(cache), *extra]
+
+
+def test_offline_without_a_corpus_says_save_the_file_there_and_that_works(tmp_path, capsys, monkeypatch):
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    args = ["prepare", "--config", "cpu.yaml", "--data.cache_dir", str(tmp_path / "shakespeare")]
+    line = fails(args, capsys, "could not download tiny Shakespeare")
+    target = Path(line.split("; save that file as ")[1].split(" or pass --data.path")[0])
+    assert target == tmp_path / "shakespeare" / "input.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(TINY_SHAKESPEARE, target)  # the advice, as a download by hand would
+    assert "1,115,394 char tokens" in succeeds(args, capsys)
+    fails(args[:3] + ["--data.cache_dir", str(tmp_path / "other")], capsys, "or pass --data.path /path/to/your.txt")
+    succeeds([*args, "--data.path", str(TINY_SHAKESPEARE)], capsys)
+
+
+def test_bpe_without_a_size_says_pass_one_and_that_works(run, tmp_path, capsys):
+    args = prepare(run["corpus"], tmp_path, "--data.tokenizer", "bpe")
+    fails(args, capsys, "--data.tokenizer bpe needs --data.vocab_size N")
+    succeeds([*args, "--data.vocab_size", "300"], capsys)
+
+
+def test_a_bpe_size_the_corpus_cannot_fill_says_which_size_and_that_works(run, tmp_path, capsys):
+    args = prepare(run["corpus"], tmp_path, "--data.tokenizer", "bpe")
+    line = fails([*args, "--data.vocab_size", "5000"], capsys, "BPE tokens (every pair of tokens in it is already")
+    supported = line.split("use --data.vocab_size ")[1].split(" or less")[0]
+    succeeds([*args, "--data.vocab_size", supported], capsys)
+
+
+def test_a_bpe_size_beyond_uint16_says_the_limit_and_a_size_within_it_works(run, tmp_path, capsys):
+    args = prepare(run["corpus"], tmp_path, "--data.tokenizer", "bpe")
+    fails([*args, "--data.vocab_size", "70000"], capsys, "must be between 257")
+    succeeds([*args, "--data.vocab_size", "300"], capsys)
+
+
+def bpe_tokenizer_file(run: dict[str, Path], directory: Path, capsys) -> Path:
+    """A tokenizer.json that prepare trained (300 tokens)."""
+    succeeds(prepare(run["corpus"], directory, "--data.tokenizer", "bpe", "--data.vocab_size", "300"), capsys)
+    return next(directory.rglob("tokenizer.json"))
+
+
+def test_a_size_that_contradicts_the_given_tokenizer_says_drop_it_and_that_works(run, tmp_path, capsys):
+    tokenizer = bpe_tokenizer_file(run, tmp_path / "trained", capsys)
+    args = prepare(
+        run["corpus"], tmp_path / "cache", "--data.tokenizer", "bpe", "--data.tokenizer_path", str(tokenizer)
+    )
+    fails([*args, "--data.vocab_size", "400"], capsys, "drop --data.vocab_size or make it match")
+    succeeds(args, capsys)
+
+
+def test_a_tokenizer_file_that_does_not_load_says_drop_it_and_training_one_works(run, tmp_path, capsys):
+    (tmp_path / "tokenizer.json").write_text('{"model": {"type": "Unigram"')
+    args = prepare(run["corpus"], tmp_path / "cache", "--data.tokenizer", "bpe")
+    fails([*args, "--data.tokenizer_path", str(tmp_path / "tokenizer.json")], capsys,
+          "or drop --data.tokenizer_path to train one on the corpus")  # fmt: skip
+    succeeds([*args, "--data.vocab_size", "300"], capsys)
+
+
+def test_a_missing_tokenizer_file_says_pass_an_existing_one_and_that_works(run, tmp_path, capsys):
+    tokenizer = bpe_tokenizer_file(run, tmp_path / "trained", capsys)
+    args = prepare(run["corpus"], tmp_path / "cache", "--data.tokenizer", "bpe")
+    fails([*args, "--data.tokenizer_path", str(tmp_path / "missing.json")], capsys,
+          "pass --data.tokenizer_path an existing tokenizer.json")  # fmt: skip
+    succeeds([*args, "--data.tokenizer_path", str(tokenizer)], capsys)
+
+
+def test_a_tokenizer_too_large_for_uint16_says_use_a_smaller_one_and_that_works(run, tmp_path, capsys):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    big = Tokenizer(models.WordLevel({f"w{i}": i for i in range(70_000)}, unk_token="w0"))
+    big.pre_tokenizer = pre_tokenizers.Whitespace()
+    big.save(str(tmp_path / "big.json"))
+    args = prepare(run["corpus"], tmp_path / "cache", "--data.tokenizer", "bpe")
+    fails([*args, "--data.tokenizer_path", str(tmp_path / "big.json")], capsys, "use a tokenizer with a smaller")
+    succeeds([*args, "--data.tokenizer_path", str(bpe_tokenizer_file(run, tmp_path / "trained", capsys))], capsys)
+
+
+def test_a_corpus_too_short_for_a_window_says_use_a_smaller_context_and_that_works(tmp_path, capsys):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 7)  # a validation split of 32 characters
+    args = [*fit_args(corpus, tmp_path / "runs", max_steps=1), "--samples.prompts", '["the"]']
+    fails(args, capsys, "use a larger corpus or a smaller --model.max_seq_len")
+    succeeds([*without(args, "--model.max_seq_len"), "--model.max_seq_len", "8"], capsys)
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "empty directory", "binary directory", "binary glob"])
+def test_a_corpus_that_is_not_there_says_pass_a_text_file_and_that_works(run, tmp_path, capsys, problem):
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / "weights.bin").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "nothing").mkdir()
+    bad, advice = {
+        "missing": (tmp_path / "missing.txt", "not found: pass --data.path pointing to a UTF-8 text file"),
+        "empty": (tmp_path / "empty.txt", "is empty: pass --data.path pointing to a UTF-8 text file"),
+        "empty directory": (tmp_path / "nothing", "has no text files: pass --data.path a directory with UTF-8"),
+        "binary directory": (binary, "pass --data.path a file, directory or glob of UTF-8 text"),
+        "binary glob": (f"{binary}/*.bin", "pass --data.path a file, directory or glob of UTF-8 text"),
+    }[problem]
+    fails(prepare(bad, tmp_path / "cache"), capsys, advice)
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    shutil.copy(run["corpus"], texts / "a.txt")
+    good = {"missing": run["corpus"], "empty": run["corpus"]}.get(problem, texts if "directory" in problem else None)
+    succeeds(prepare(good or f"{texts}/*.txt", tmp_path / "cache"), capsys)
+
+
+def test_a_latin_1_corpus_says_convert_it_or_use_bytes_and_both_work(tmp_path, capsys):
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes("café crème brûlée, déjà vu à la carte. ".encode("latin-1") * 100)
+    fails(prepare(corpus, tmp_path / "cache"), capsys, "convert it to UTF-8 or use --data.tokenizer byte")
+    succeeds([*prepare(corpus, tmp_path / "cache"), "--data.tokenizer", "byte"], capsys)
+    converted = tmp_path / "utf8.txt"
+    converted.write_text(corpus.read_bytes().decode("latin-1"), encoding="utf-8")
+    succeeds(prepare(converted, tmp_path / "cache"), capsys)
+
+
+def test_a_non_utf8_file_in_a_corpus_directory_says_skip_it_and_that_works(run, tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(run["corpus"], corpus / "good.txt")
+    (corpus / "notes.txt").write_bytes("café".encode("latin-1") * 50)
+    fails(prepare(corpus, tmp_path / "cache"), capsys, "or pass --data.on_bad_file skip to leave such files out")
+    succeeds([*prepare(corpus, tmp_path / "cache"), "--data.on_bad_file", "skip"], capsys)
+
+
+def test_an_uncreatable_data_directory_says_pass_another_and_that_works(run, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    fails(
+        prepare(run["corpus"], tmp_path / "a_file" / "cache"), capsys, "pass --data.cache_dir (or --data.prepared_dir)"
+    )
+    succeeds(prepare(run["corpus"], tmp_path / "cache"), capsys)
+
+
+def test_a_prepared_copy_of_another_tokenizer_says_three_ways_and_each_works(run, tmp_path, capsys):
+    prepared = tmp_path / "prepared"
+    base = prepare(run["corpus"], tmp_path / "cache", "--data.prepared_dir", str(prepared))
+    succeeds([*base, "--data.tokenizer", "char"], capsys)
+    line = fails([*base, "--data.tokenizer", "byte"], capsys, "use the tokenizer it was prepared with, or another")
+    assert f"(or delete {prepared / 'meta.json'} to rebuild it)" in line
+    succeeds([*base, "--data.tokenizer", "char"], capsys)
+    succeeds([*prepare(run["corpus"], tmp_path / "cache", "--data.prepared_dir", str(tmp_path / "other")),
+              "--data.tokenizer", "byte"], capsys)  # fmt: skip
+    (prepared / "meta.json").unlink()
+    succeeds([*base, "--data.tokenizer", "byte"], capsys)
+
+
+def test_a_checkpoint_on_a_corpus_with_other_characters_says_start_a_new_run_or_use_bytes_and_both_work(
+    run, tmp_path, capsys
+):
+    other = tmp_path / "other.txt"
+    other.write_text("Zebras quack! " * 400)
+    args = [*fit_args(other, tmp_path / "runs", max_steps=1), "--samples.prompts", '["Zebras"]']
+    fails([*args, "--ckpt_path", str(run["last"]), "--trainer.max_steps", "4"], capsys,
+          "train with the vocabulary built from this corpus (drop --data.vocab, or the --ckpt_path")  # fmt: skip
+    succeeds(args, capsys)  # without --ckpt_path: a new run on this corpus's characters
+    succeeds([*args, "--data.tokenizer", "byte", "--trainer.default_root_dir", str(tmp_path / "bytes")], capsys)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prompts
+
+
+@pytest.mark.parametrize("problem", ["none", "directory", "missing", "binary"])
+def test_prompts_that_cannot_be_read_say_pass_a_text_file_and_that_works(run, tmp_path, capsys, problem):
+    (tmp_path / "binary.txt").write_bytes(b"Line\n\xff\xfe")
+    args = without(predict(run["last"], run["root"]), "--data.prompts")
+    bad, advice = {
+        "none": ([], "no prompts to complete: pass --data.prompts"),
+        "directory": (["--data.prompts_file", str(tmp_path)], "pass --data.prompts_file a text file"),
+        "missing": (["--data.prompts_file", str(tmp_path / "no.txt")], "pass --data.prompts_file with an existing"),
+        "binary": (["--data.prompts_file", str(tmp_path / "binary.txt")], "pass a text file with one prompt per line"),
+    }[problem]
+    fails([*args, *bad], capsys, advice)
+    (tmp_path / "prompts.txt").write_text("Line 1\nthe \n")
+    succeeds([*args, "--data.prompts_file", str(tmp_path / "prompts.txt")], capsys)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The other commands
+
+
+def test_plot_into_a_directory_says_name_the_png_and_that_works(run, tmp_path, capsys):
+    fails(["plot", str(run["root"]), "--output", str(tmp_path)], capsys, "pass the PNG file to write (e.g.")
+    succeeds(["plot", str(run["root"]), "--output", str(tmp_path / "curves.png")], capsys)
+
+
+def test_plot_of_a_folder_without_runs_says_pass_a_run_directory_and_that_works(run, tmp_path, capsys):
+    fails(["plot", str(tmp_path)], capsys, "no TensorBoard event files under")
+    succeeds(["plot", str(run["root"]), "--output", str(tmp_path / "curves.png")], capsys)
+
+
+def test_plot_in_an_unknown_format_says_which_endings_work_and_one_does(run, tmp_path, capsys):
+    fails(["plot", str(run["root"]), "--output", str(tmp_path / "curves.xyz")], capsys, "pass a file ending in one of")
+    succeeds(["plot", str(run["root"]), "--output", str(tmp_path / "curves.svg")], capsys)
+    assert (tmp_path / "curves.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_plot_under_a_file_says_pass_a_writable_path_and_that_works(run, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    fails(
+        ["plot", str(run["root"]), "--output", str(tmp_path / "a_file" / "c.png")], capsys, "pass a writable --output"
+    )
+    succeeds(["plot", str(run["root"]), "--output", str(tmp_path / "new" / "c.png")], capsys)
+
+
+def test_stages_of_a_file_or_an_empty_folder_say_pass_a_run_or_train_first_and_that_works(run, tmp_path, capsys):
+    stages = ["stages", "--prompt", "Line", "--sampling.max_new_tokens", "4"]
+    fails(
+        [*stages, "--ckpt_dir", str(run["corpus"])], capsys, "is not a directory: pass a run directory written by fit"
+    )
+    fails([*stages, "--ckpt_dir", str(tmp_path)], capsys, "no *.ckpt files under")
+    succeeds(fit_args(run["corpus"], tmp_path, max_steps=3), capsys)  # the advice: train with fit first
+    succeeds([*stages, "--ckpt_dir", str(tmp_path)], capsys)
+
+
+def test_a_sweep_without_runs_says_pass_runs_and_that_works(run, tmp_path, capsys):
+    sweep = ["sweep", *fit_args(run["corpus"], tmp_path / "runs", max_steps=1)[1:], "--tokens", "512", "--evals", "1",
+             "--out", str(tmp_path / "sweep")]  # fmt: skip
+    fails([*sweep, "--runs", "{}"], capsys, 'pass --runs.NAME "FIT OPTIONS" once per run')
+    succeeds([*sweep, "--runs.small", "--data.batch_size 4"], capsys)
+
+
+def test_an_export_under_a_file_says_pass_a_writable_out_and_that_works(run, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    export = ["export", "--ckpt_path", str(run["last"])]
+    fails([*export, "--out", str(tmp_path / "a_file" / "out")], capsys, "pass a writable --out")
+    succeeds([*export, "--out", str(tmp_path / "out")], capsys)
+
+
+def test_gguf_without_its_package_says_install_it_and_then_it_works(run, tmp_path, capsys, monkeypatch):
+    export = ["export", "--ckpt_path", str(run["last"]), "--format", "gguf", "--out", str(tmp_path)]
+    with monkeypatch.context() as without_gguf:
+        without_gguf.setitem(sys.modules, "gguf", None)  # as if it were not installed
+        fails(export, capsys, 'pip install gguf (or pip install -e ".[export]")')
+    succeeds(export, capsys)  # installed (the export extra)
+    assert (tmp_path / "model.gguf").stat().st_size > 0
+
+
+@pytest.mark.parametrize("problem", ["missing", "foreign", "unreadable"])
+def test_init_from_something_else_says_pass_a_checkpoint_or_an_export_and_that_works(run, tmp_path, capsys, problem):
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "config.json").write_text('{"architectures": ["GPT2"]}')
+    (tmp_path / "unreadable").mkdir()
+    (tmp_path / "unreadable" / "config.json").write_text("{")
+    source, advice = {
+        "missing": (tmp_path / "missing.ckpt", "not found: pass a .ckpt written by fit or a directory written by"),
+        "foreign": (tmp_path / "foreign", "export: pass a directory written by export"),
+        "unreadable": (tmp_path / "unreadable", "could not be read"),
+    }[problem]
+    args = fit_args(run["corpus"], tmp_path / "runs", max_steps=1)
+    for option in ("--model.hidden_dim", "--model.num_layers", "--model.num_heads", "--model.mlp_dim"):
+        args = without(args, option)  # the source's shape is used
+    fails([*args, "--init_from", str(source)], capsys, advice)
+    succeeds(["export", "--ckpt_path", str(run["last"]), "--out", str(tmp_path / "exported")], capsys)
+    succeeds([*args, "--init_from", str(tmp_path / "exported")], capsys)
+
+
+@pytest.mark.parametrize(
+    ("bad", "advice", "good"),
+    [
+        (["--trainer.strategy", "deepspeed"], "use ddp, fsdp, lightning_trickster", ["--trainer.strategy", "ddp"]),
+        (["--trainer.strategy", "single_device", "--trainer.devices", "2"], "use ddp or fsdp",
+         ["--trainer.strategy", "fsdp", "--trainer.devices", "2"]),
+        (["--trainer.precision", "64-true"], "use 32-true, bf16-mixed", ["--trainer.precision", "bf16-mixed"]),
+    ],
+)  # fmt: skip
+def test_what_info_cannot_estimate_it_says_what_to_use_and_that_works(run, tmp_path, capsys, bad, advice, good):
+    info = ["info", "--config", "cpu.yaml", "--data.path", str(run["corpus"]), "--data.cache_dir", str(tmp_path)]
+    fails([*info, *bad], capsys, advice)
+    succeeds([*info, *good], capsys)
+
+
+def test_info_with_automatic_devices_says_pass_a_count_and_that_estimates_for_it(run, tmp_path, capsys):
+    info = ["info", "--config", "cpu.yaml", "--data.path", str(run["corpus"]), "--data.cache_dir", str(tmp_path)]
+    assert "devices: auto -> estimated for 1 device per node (pass --trainer.devices N)" in succeeds(
+        [*info, "--trainer.devices", "auto"], capsys
+    )
+    out = succeeds([*info, "--trainer.devices", "2", "--trainer.strategy", "ddp"], capsys)
+    assert "devices: auto" not in out and "2" in out
+
+
+def test_bench_generation_compiled_without_a_compiler_says_pass_compiled_false_and_that_works(run, tmp_path, capsys):
+    bench = ["bench-generation", *fit_args(run["corpus"], tmp_path, max_steps=1)[1:], "--new_tokens", "2",
+             "--batch_sizes", "[1]"]  # fmt: skip
+    with no_cpp_compiler():
+        fails([*bench, "--compiled", "true"], capsys, "install one (e.g. g++), or pass --compiled false")
+        succeeds([*bench, "--compiled", "false"], capsys)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Several processes
+
+
+def test_muon_under_fsdp_says_use_adamw_and_the_fsdp_run_says_predict_its_checkpoint_and_both_work(
+    run, tmp_path, capsys
+):
+    """Two CPU processes under the project's own sharded strategy (FSDP on CPU, gloo)."""
+    sharded = ["--trainer.devices", "2", "--trainer.strategy", "lightning_trickster.sharding.ShardedStrategy",
+               "--trainer.strategy.auto_wrap_policy", "[lightning_trickster.model.Block]"]  # fmt: skip
+    args = [*fit_args(run["corpus"], tmp_path, max_steps=2), *sharded]
+    command = [sys.executable, "-m", "lightning_trickster", *args, "--model.optimization.optimizer"]
+    muon = subprocess.run([*command, "muon"], capture_output=True, text=True, env=child_environment(), timeout=300)
+    assert muon.returncode == 2 and "Traceback" not in muon.stderr, muon.stderr[-3000:]
+    assert "use --model.optimization.optimizer adamw with FSDP, or DDP with muon" in muon.stderr.splitlines()[-1]
+    adamw = subprocess.run([*command, "adamw"], capture_output=True, text=True, env=child_environment(), timeout=300)
+    assert adamw.returncode == 0, adamw.stderr[-3000:]
+    assert "no random baseline or samples under FSDP (the weights are sharded): use predict on a checkpoint" in (
+        adamw.stdout + adamw.stderr
+    )
+    out = succeeds(predict("last", tmp_path), capsys)  # the advice
+    assert "--- 'Line'" in out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Python API
+
+
+def test_a_window_longer_than_the_model_says_use_shorter_windows_and_that_works():
+    from lightning_trickster.errors import InvalidConfigError
+    from lightning_trickster.model import NanoTrickster, NanoTricksterConfig
+
+    model = NanoTrickster(NanoTricksterConfig(vocab_size=16, hidden_dim=8, num_layers=1, num_heads=2, mlp_dim=16,
+                                              max_seq_len=8))  # fmt: skip
+    tokens = torch.zeros(1, 12, dtype=torch.long)
+    with pytest.raises(InvalidConfigError, match="use shorter windows or a model with a larger max_seq_len"):
+        model(tokens)
+    assert model(tokens[:, -8:])[0].shape == (1, 8, 16)
 
 
 if __name__ == "__main__":
