@@ -335,7 +335,34 @@ class CheckpointDirectoryCheck(Callback):
     """The fit's own files. Before the first step: the checkpoint directory must be writable (a resumed run into a
     read-only checkpoints/ would otherwise train and then lose those steps at the first save), and the temporary files
     of a save that was killed half way are removed. During the fit: a write of the TensorBoard logger that fails (a
-    full disk) stops the fit in one line naming the run folder and how to go on (_TensorBoardWriteGuard)."""
+    full disk) stops the fit in one line naming the run folder and how to go on (_TensorBoardWriteGuard); every
+    checkpoint holds whole optimizer steps (one saved inside an accumulation window, by a signal or by
+    --checkpoint.train_time_interval, holds the window's start: rewind_to_the_last_optimizer_step). At the end: the
+    final step is in last.ckpt also when the checkpoint settings save by steps or time only (Lightning then skips
+    the save after the last validation)."""
+
+    def __init__(self) -> None:
+        self._last_saved_step: int | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._last_saved_step = checkpoint.get("global_step")
+        if not trainer.training or trainer.num_training_batches != float("inf") or "loops" not in checkpoint:
+            return  # a finite loader steps on its last batch whatever the window (this project's never ends)
+        inside_window = trainer.fit_loop.epoch_loop.batch_progress.current.ready % trainer.accumulate_grad_batches
+        if inside_window:
+            rewind_to_the_last_optimizer_step(checkpoint, inside_window)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_saved_step = trainer.global_step if trainer.ckpt_path else None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if not isinstance(callback, ModelCheckpoint) or not callback.save_last or trainer.fast_dev_run:
+            return
+        if self._last_saved_step != trainer.global_step:
+            trainer.save_checkpoint(last_checkpoint_path(trainer), weights_only=False)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or not trainer.is_global_zero:
@@ -469,7 +496,6 @@ class CheckpointOnSignal(Callback):
         self.signals = [signal.Signals[name] for name in signals if hasattr(signal, name)]
         self.received: signal.Signals | None = None
         self._saved: tuple[Path, int] | None = None
-        self._rewind = 0  # micro-batches of an unfinished accumulation window, while its signal checkpoint is written
         self._children: list[subprocess.Popen] = []
         self._previous_handlers: dict[signal.Signals, Any] = {}
 
@@ -504,20 +530,12 @@ class CheckpointOnSignal(Callback):
             return
         self.received = received
         path = last_checkpoint_path(trainer)
-        self._rewind = trainer.fit_loop.epoch_loop.batch_progress.current.ready % trainer.accumulate_grad_batches
-        try:
-            trainer.save_checkpoint(path, weights_only=False)  # resumable: with optimizer and loop state
-        finally:
-            self._rewind = 0
+        # Resumable: with optimizer and loop state; one inside an accumulation window holds its start
+        # (rewind_to_the_last_optimizer_step, applied to every save by CheckpointDirectoryCheck).
+        trainer.save_checkpoint(path, weights_only=False)
         self._saved = (path, trainer.global_step)
         if trainer.world_size > 1:
             self._children = take_over_child_ranks(trainer)
-
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        if self._rewind:
-            rewind_to_the_last_optimizer_step(checkpoint, self._rewind)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self._stop_if_saved(trainer)

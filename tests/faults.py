@@ -138,6 +138,20 @@ class SignalRanksAtStep(pl.Callback):
                 os.kill(child.pid, self.signum)
 
 
+class SleepAfterBatch(pl.Callback):
+    """Sleep `seconds` at the end of every micro-batch whose index (0-based, over the run) is a multiple of `every`:
+    with accumulation 2 and every=2, the first micro-batch of each optimizer step, so that a checkpoint saved by time
+    (--checkpoint.train_time_interval, checked after this callback) falls inside the step."""
+
+    def __init__(self, seconds: float, every: int = 2) -> None:
+        self.seconds = seconds
+        self.every = every
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.fit_loop.epoch_loop.total_batch_idx % self.every == 0:
+            time.sleep(self.seconds)
+
+
 class InjectNonFiniteLoss(pl.Callback):
     """Make the loss of optimizer step `step` NaN (its gradients follow), as a numerical blow-up would."""
 

@@ -2,6 +2,7 @@
 guard. The full randomized suite is `python tests/faults.py`; these are its CI-sized cases."""
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from faults import (
     KillAtStep,
     SignalAfterBatch,
     SignalDuringStep,
+    SleepAfterBatch,
     injector,
     logged_steps,
     run_cli,
@@ -215,3 +217,34 @@ def test_a_sigkill_after_a_checkpoint_with_accumulation_resumes_exactly(accumula
     main([*args, "--ckpt_path", "last"])
 
     assert_same_run(tmp_path, accumulated["straight"])
+
+
+def test_checkpoints_saved_by_time_inside_an_optimizer_step_hold_its_start_and_resume_exactly(accumulated, tmp_path):
+    """--checkpoint.train_time_interval saves wherever the time runs out: here always on the first micro-batch of a
+    step (steps 3 and 5 are saved there; 2, 4, 6 by validation). Each holds the loop position of a step's start."""
+    timed = ["--checkpoint.save_top_k", "-1", "--checkpoint.train_time_interval", "0:00:00.2",
+             "--checkpoint.filename", "timed-{step}"]  # fmt: skip
+    args = fit_args(accumulated["corpus"], tmp_path / "timed", *ACCUMULATE_2, *timed)
+    main([*args, *injector(SleepAfterBatch, seconds=0.3)])
+    checkpoints = last_ckpt(tmp_path / "timed").parent
+    saved = {path.name: read_checkpoint(path) for path in checkpoints.glob("timed-*.ckpt")}
+    assert {"timed-step=3.ckpt", "timed-step=5.ckpt"} <= saved.keys()
+    for name, checkpoint in saved.items():
+        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]
+        assert progress["ready"] == 2 * checkpoint["global_step"], name  # a step's start, not half way through one
+    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 6
+
+    interrupted = tmp_path / "interrupted"  # as if the run had stopped right after its time-based save at step 3
+    (last_ckpt(interrupted).parent).mkdir(parents=True)
+    shutil.copy(checkpoints / "timed-step=3.ckpt", last_ckpt(interrupted))
+    main([*fit_args(accumulated["corpus"], interrupted, *ACCUMULATE_2), "--ckpt_path", "last"])
+    final, reference = read_checkpoint(last_ckpt(interrupted)), read_checkpoint(last_ckpt(accumulated["straight"]))
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], tensor), name
+
+
+def test_a_fit_that_saves_by_steps_keeps_its_final_step_in_last_ckpt(small_corpus, tmp_path):
+    """With --checkpoint.every_n_train_steps Lightning saves nothing after the final validation: 12 steps every 5
+    left last.ckpt at step 10, while the run said it was done at 12."""
+    main(fit_args(small_corpus, tmp_path, "--checkpoint.every_n_train_steps", "5", max_steps=12))
+    assert read_checkpoint(last_ckpt(tmp_path))["global_step"] == 12
