@@ -97,7 +97,15 @@ def run_hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> d
 
 
 class MetricsWriter(pl.Callback):
-    """validate/test: writes the metrics as metrics.json into the evaluation's folder and says where."""
+    """validate/test: writes the metrics as metrics.json into the evaluation's folder and says where. An evaluation
+    that scored no batch at all (--trainer.limit_val_batches 0: Lightning skips it without a word) is an error, not
+    a success with no metrics."""
+
+    def __init__(self) -> None:
+        self.written = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.written = False
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:
@@ -106,8 +114,18 @@ class MetricsWriter(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, pl_module)
 
-    @staticmethod
-    def _write(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn
+        if stage not in ("validate", "test") or self.written or not trainer.is_global_zero:
+            return
+        option = "limit_val_batches" if stage == "validate" else "limit_test_batches"
+        raise InvalidConfigError(
+            f"{stage} scored no batches (--trainer.{option} {getattr(trainer, option)}), so it wrote no metrics: "
+            f"pass a --trainer.{option} above 0, or leave it out"
+        )
+
+    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.written = True
         if not trainer.is_global_zero:
             return
         path = Path(trainer.log_dir or trainer.default_root_dir) / "metrics.json"

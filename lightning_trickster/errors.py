@@ -2,6 +2,8 @@
 
 import signal
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
 
 class TricksterError(Exception):
     """A problem with the user's input, data, config or environment; the message says how to fix it."""
@@ -65,6 +67,8 @@ class StoppedBySignal(BaseException):
         self.signal_name = signal.Signals(signal_number).name
         super().__init__(f"stopped by {self.signal_name}: what was already written is kept")
         self.exit_code = 128 + signal_number
+        # With several processes (a fit's DDP ranks) each stops; rank 0 alone reports it.
+        self.report = getattr(rank_zero_only, "rank", 0) == 0
 
 
 def raise_stopped_by_signal(signal_number: int, frame: object) -> None:

@@ -95,6 +95,10 @@ def write_export(write: Callable[[Path], list[Path]], out_dir: Path) -> list[Pat
     except (TricksterError, KeyboardInterrupt, StoppedBySignal):
         raise
     except Exception as err:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise TricksterError(
+                f"--out {out_dir} is not a directory: pass a directory to write the export into"
+            ) from None
         if isinstance(err, OSError) and err.errno and err.errno not in WRITE_FAILURES:  # --out under a file, ...
             raise TricksterError(
                 f"cannot write the export to {out_dir} ({err.strerror or err}): pass a writable --out"

@@ -220,7 +220,14 @@ def resume_advice(trainer: pl.Trainer) -> str:
 
 def write_file_atomically(path: Path, data: bytes) -> None:
     """Write data to a temporary file beside path, fsync it and rename it over path: a failed write (a full disk)
-    leaves any earlier file of that name whole, and removes its own partial file. Creates the parent directory."""
+    leaves any earlier file of that name whole, and removes its own partial file. Creates the parent directory. A
+    symbolic link is followed (the file it names is replaced, the link kept); a path that is not a regular file (a
+    device such as /dev/null or /dev/full, a FIFO) is written into as it is, never replaced."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as file:
+            file.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
@@ -479,9 +486,13 @@ class CheckpointOnSignal(Callback):
     checkpoint (every rank takes part in the save, rank 0 writes it) and stop every rank after the same batch. Rank 0
     reports it; the ranks it started itself are waited for before it exits.
 
+    Its handlers are in place from the fit's setup. Before the first training batch (the start-up random baseline)
+    there is nothing to save: one process stops at once (exit 128 + signal); several processes finish the baseline's
+    collectives, agree as the first batch begins, and all stop there.
+
     Replaces Lightning's handling for the fit: its SIGTERM handler raises only at step boundaries but saves nothing
-    (and broadcasts from inside the handler), and Ctrl-C raises KeyboardInterrupt wherever it lands, possibly half
-    way through an optimizer step.
+    (and broadcasts from inside the handler, which under DDP breaks the other rank's collectives), and Ctrl-C raises
+    KeyboardInterrupt wherever it lands, possibly half way through an optimizer step.
     """
 
     def __init__(self, signals: tuple[str, ...] = STOP_SIGNAL_NAMES) -> None:
@@ -498,20 +509,46 @@ class CheckpointOnSignal(Callback):
         self._saved: tuple[Path, int] | None = None
         self._children: list[subprocess.Popen] = []
         self._previous_handlers: dict[signal.Signals, Any] = {}
+        self._before_first_batch = True
+        self._several_processes = False
+        self._active = False
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        # Lightning's SIGTERM handler, installed as the fit starts, broadcasts from inside the handler: under DDP that
+        # meets the other rank inside another collective (a barrier, the baseline's reduction) and hangs or breaks it.
+        # It is made to do nothing; Lightning then calls the handler installed here after it.
+        connector = getattr(trainer, "_signal_connector", None)
+        if self.signals and connector is not None and hasattr(connector, "_sigterm_notifier_fn"):
+            connector._sigterm_notifier_fn = _leave_sigterm_to_the_front_door
         self.received = None
         self._saved = None
+        self._before_first_batch = True
+        self._several_processes = trainer.world_size > 1
+        self._active = True
         for signum in self.signals:
             if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. SIGHUP under nohup
                 self._previous_handlers[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None and signum == signal.SIGINT:
+        first = self.received is None
+        if (
+            not self._active
+            or (not first and signum == signal.SIGINT)
+            or (self._before_first_batch and not self._several_processes)
+        ):
+            # After the fit (Lightning puts this handler back as it tears down), a second Ctrl-C, or one process
+            # with nothing trained yet: stop at once.
             self._restore_handlers()
             raise StoppedBySignal(signum)
         self.received = signal.Signals(signum)
-        rank_zero_info(f"\n{self.received.name} received: saving last.ckpt after the current training batch")
+        if first:
+            rank_zero_info(
+                f"\n{self.received.name} received: "
+                + ("stopping as training begins" if self._before_first_batch else "saving last.ckpt after the current "
+                   "training batch")
+            )  # fmt: skip
 
     def _agreed_signal(self, trainer: pl.Trainer) -> signal.Signals | None:
         """The signal this process received, or with several processes the one any of them received (the same
@@ -538,7 +575,29 @@ class CheckpointOnSignal(Callback):
             self._children = take_over_child_ranks(trainer)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self._before_first_batch:
+            self._before_first_batch = False
+            if self._several_processes:
+                self._stop_before_training(trainer)
         self._stop_if_saved(trainer)
+
+    def _stop_before_training(self, trainer: pl.Trainer) -> None:
+        """Several processes: a signal that came during the start-up baseline stops every rank before its first
+        step (they agree here, as the first batch begins)."""
+        received = self._agreed_signal(trainer)
+        if received is None:
+            return
+        self._restore_handlers()
+        if trainer.is_global_zero:
+            self._children = take_over_child_ranks(trainer)
+        last = last_checkpoint_path(trainer)
+        then = f"continue it with {resume_option(trainer, last)}" if last.is_file() else "run the command again"
+        raise TrainingInterrupted(
+            f"training stopped by {received.name} before its first training step (step {trainer.global_step}): "
+            f"nothing new to save; {then}",
+            received.value,
+            report=trainer.is_global_zero,
+        )
 
     def _stop_if_saved(self, trainer: pl.Trainer) -> None:
         if self._saved is None or self.received is None:
@@ -553,9 +612,13 @@ class CheckpointOnSignal(Callback):
         )
 
     def _restore_handlers(self) -> None:
+        self._active = False
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers.clear()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore_handlers()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
@@ -570,6 +633,10 @@ class CheckpointOnSignal(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
         self._stop_if_saved(trainer)  # the signal came during the last step
+
+
+def _leave_sigterm_to_the_front_door(signum: int, frame: Any) -> None:
+    """Stands in for Lightning's SIGTERM notifier (see CheckpointOnSignal.setup)."""
 
 
 def rewind_to_the_last_optimizer_step(checkpoint: dict[str, Any], micro_batches: int) -> None:

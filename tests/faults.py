@@ -138,6 +138,25 @@ class SignalRanksAtStep(pl.Callback):
                 os.kill(child.pid, self.signum)
 
 
+class SignalGroupAtStart(pl.Callback):
+    """Rank 0 sends `signal_name` to its whole process group as the fit starts: at `hook` "on_fit_start" (before
+    Lightning installs its own SIGTERM handler) or "on_train_start" (before the start-up baseline's collectives)."""
+
+    def __init__(self, hook: Literal["on_fit_start", "on_train_start"], signal_name: str = "SIGTERM") -> None:
+        self.hook = hook
+        self.signum = signal.Signals[signal_name]
+
+    def _send(self, trainer: pl.Trainer, hook: str) -> None:
+        if hook == self.hook and trainer.is_global_zero:
+            os.killpg(os.getpgid(0), self.signum)
+
+    def on_fit_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._send(trainer, "on_fit_start")
+
+    def on_train_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._send(trainer, "on_train_start")
+
+
 class SleepAfterBatch(pl.Callback):
     """Sleep `seconds` at the end of every micro-batch whose index (0-based, over the run) is a multiple of `every`:
     with accumulation 2 and every=2, the first micro-batch of each optimizer step, so that a checkpoint saved by time

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO_ROOT, fit_args
-from faults import SignalRanksAtStep, injector
+from faults import SignalGroupAtStart, SignalRanksAtStep, injector
 from lightning.pytorch import seed_everything
 from realfaults import children, start_in_own_group
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -234,3 +234,31 @@ def test_a_sigterm_under_ddp_saves_one_checkpoint_stops_every_rank_and_resumes_e
     assert [step for step, _ in scalars(run_dir(root), "train/loss")] == list(range(6))
     for name, tensor in weights(run_dir(ddp_run["root"]) / "checkpoints" / "last.ckpt").items():
         torch.testing.assert_close(resumed["state_dict"][name], tensor, msg=name)
+
+
+@pytest.mark.parametrize("hook", ["on_fit_start", "on_train_start"])
+def test_a_sigterm_under_ddp_before_the_first_step_stops_every_rank_in_one_line(ddp_run, tmp_path, hook):
+    """Before training, before or during the start-up baseline's collectives (Lightning's SIGTERM handler broadcast
+    from inside itself and met the other rank in a barrier or the baseline's reduction: a hang, or a traceback on the
+    rank whose peer had gone), every rank finishes the baseline, stops as training begins, 143 and one line."""
+    message = (
+        "error: training stopped by SIGTERM before its first training step (step 0): nothing new to save; run the "
+        "command again"
+    )
+    args = [*fit_args(ddp_run["corpus"], tmp_path), *TWO_PROCESSES, *injector(SignalGroupAtStart, hook=hook)]
+    fit = start_in_own_group(args)
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not ranks and fit.poll() is None and time.monotonic() < deadline:
+            ranks = children(fit.pid)
+            time.sleep(0.1)
+        output, _ = fit.communicate(timeout=120)
+    finally:
+        fit.kill()
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert fit.returncode == 143, output[-3000:]
+    assert "Traceback" not in output and "[rank1]" not in output, output[-3000:]
+    assert [line for line in lines if line.startswith("error:")] == [message] and lines[-1] == message
+    assert not (run_dir(tmp_path) / "checkpoints" / "last.ckpt").exists()  # nothing trained
+    assert gone(ranks)

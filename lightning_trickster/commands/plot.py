@@ -36,8 +36,12 @@ def plot_runs(runs: list[Path], output: Path) -> None:
     for index, run in enumerate(runs):
         # A resumed run without purged events can hold a step twice: keep the newest value, as TensorBoard shows.
         scalars = {tag: sorted(dict(points).items()) for tag, points in read_scalars(run).items()}
-        if "train/loss" not in scalars:
-            raise TricksterError(f"{run} has no train/loss scalars: pass a run directory written by fit")
+        if "train/loss" not in scalars and "val/loss" not in scalars:
+            raise TricksterError(
+                f"{run} has no train/loss or val/loss scalars yet (a fit logs train/loss every "
+                "--trainer.log_every_n_steps steps and val/loss at each validation): pass a run directory written by "
+                "fit that has trained that far"
+            )
         label = run.name if len(runs) == 1 else str(run)
         color = f"C{index}"
         # train/tokens logged at step s counts the tokens of steps 0..s, across resumes even when the batch changed;
@@ -87,7 +91,8 @@ def plot_runs(runs: list[Path], output: Path) -> None:
     try:
         write_file_atomically(output, image.getvalue())
     except OSError as err:
-        if err.errno not in WRITE_FAILURES:  # --output under a file, or a name the filesystem refuses
+        special = output.exists() and not output.is_file()  # a device (/dev/full) or a FIFO, written into as it is
+        if special or err.errno not in WRITE_FAILURES:  # --output under a file, or a name the filesystem refuses
             raise TricksterError(f"cannot write {output} ({err.strerror}): pass a writable --output path") from None
         raise write_failure(
             output, err, output.parent, f"run plot again; any earlier {output.name} is left as it was"
