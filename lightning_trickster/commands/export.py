@@ -8,7 +8,6 @@ from typing import Any
 
 from lightning_trickster.errors import TricksterError
 from lightning_trickster.export import FORMAT, GGUF_FILE, ExportFormat, export_checkpoint
-from lightning_trickster.reliability import write_failure, write_file_atomically
 
 FILES: dict[str, tuple[str, ...]] = {
     "trickster": ("model.safetensors", "config.json"),
@@ -16,9 +15,6 @@ FILES: dict[str, tuple[str, ...]] = {
     "gguf": (GGUF_FILE,),
 }
 """The files each format writes into --out."""
-
-MANIFEST = ".export.json"
-"""What earlier exports wrote into a directory, by format: {"exports": {"hf": [file names]}}."""
 
 
 def export(ckpt_path: Path, out: Path, format: ExportFormat = "trickster") -> None:
@@ -35,51 +31,38 @@ def export(ckpt_path: Path, out: Path, format: ExportFormat = "trickster") -> No
         out: directory to write.
         format: trickster, hf or gguf.
     """
-    earlier = earlier_exports(out)
-    check_nothing_else_is_replaced(out, format, earlier)
+    check_nothing_else_is_replaced(out, format)
     files = export_checkpoint(ckpt_path, out, format)
-    record = {"exports": {**earlier, format: [path.name for path in files]}}
-    try:
-        write_file_atomically(out / MANIFEST, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
-    except OSError as err:
-        raise write_failure(out / MANIFEST, err, out, "run export again (the exported files are in place)") from None
     print(f"exported {ckpt_path} ({format}) to {', '.join(str(path) for path in files)}")
 
 
-def earlier_exports(out: Path) -> dict[str, list[str]]:
-    """The files earlier exports wrote into out, by format (from its manifest; a trickster export from before the
-    manifest is recognised by its config.json)."""
-    exports: dict[str, list[str]] = {}
+def export_format_in(out: Path) -> str | None:
+    """The format of the export a directory holds, as its files tell: this project's config.json names its format, a
+    Hugging Face Llama's says model_type llama, a GGUF export is its model.gguf alone."""
     try:
-        recorded = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["exports"]
-        exports = {str(name): [str(file) for file in files] for name, files in recorded.items() if name in FILES}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    if "trickster" not in exports and _is_trickster_config(out / "config.json"):
-        exports["trickster"] = list(FILES["trickster"])
-    return exports
-
-
-def _is_trickster_config(path: Path) -> bool:
-    try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
+        config: Any = json.loads((out / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+        config = None
+    if isinstance(config, dict) and config.get("format") == FORMAT:
+        return "trickster"
+    if isinstance(config, dict) and config.get("model_type") == "llama":
+        return "hf"
+    if config is None and (out / GGUF_FILE).is_file():
+        return "gguf"
+    return None
 
 
-def check_nothing_else_is_replaced(out: Path, format: str, earlier: dict[str, list[str]]) -> None:
+def check_nothing_else_is_replaced(out: Path, format: str) -> None:
     """The files this export writes may replace those of an earlier export of the same format, nothing else: not an
-    export of another format (the directory would then hold half of each: a Hugging Face config.json beside this
-    project's weights), nor a file of the user's."""
+    export of another format (the directory would then hold half of each: this project's config.json beside a
+    Hugging Face tokenizer), nor a file of the user's."""
     if not out.is_dir():
         return
-    ours = set(earlier.get(format, ()))
-    clashing = [name for name in FILES[format] if (out / name).exists() and name not in ours]
-    if not clashing:
+    clashing = [name for name in FILES[format] if (out / name).exists()]
+    earlier = export_format_in(out)
+    if not clashing or earlier == format or (format == "gguf" and clashing == [GGUF_FILE]):
         return
-    others = [name for name, files in earlier.items() if name != format and set(files) & set(clashing)]
-    owner = f"an earlier --format {others[0]} export" if others else f"something other than an earlier {format} export"
+    owner = f"an earlier --format {earlier} export" if earlier else f"something other than a {format} export"
     raise TricksterError(
         f"--out {out} already holds {', '.join(clashing)}, written by {owner}, which this export would replace: pass "
         "another --out (or move those files away first)"

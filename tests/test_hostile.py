@@ -1,0 +1,135 @@
+"""Found by a hostile pass over the command line (inputs no other suite tries): each case once ended in a misleading
+message, a silent non-result, or damage to files the program did not create; each now ends in a correct run or one
+line. (The pass's other finds are tested where their subject is: test_faults, test_ddp, test_advice, test_realfaults.)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import fit_args, write_small_corpus
+
+from lightning_trickster.cli import main
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+    except SystemExit as exit_info:
+        status = exit_info.code
+    else:
+        status = 0
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err[-3000:]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> dict[str, Path]:
+    """A 3-step fit that logs train/loss only every 25 steps (cpu.yaml's log_every_n_steps): no train/loss at all."""
+    workspace = tmp_path_factory.mktemp("hostile")
+    corpus = write_small_corpus(workspace / "corpus.txt")
+    args = fit_args(corpus, workspace / "runs", "-q", max_steps=3)
+    at = args.index("--trainer.log_every_n_steps")
+    main(args[:at] + args[at + 2 :])
+    run = workspace / "runs" / "lightning_logs" / "version_0"
+    return {"workspace": workspace, "corpus": corpus, "run": run, "last": run / "checkpoints" / "last.ckpt"}
+
+
+def test_plot_of_a_run_that_logged_only_validation_so_far_draws_it(short_run, tmp_path, capsys):
+    """It said `has no train/loss scalars: pass a run directory written by fit` of a run fit had just written."""
+    status, out, err = run_main(["plot", str(short_run["run"]), "--output", str(tmp_path / "curves.png")], capsys)
+    assert status == 0, err[-3000:]
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def device(path: Path, minor: int) -> Path:
+    """A character device node like /dev/full (minor 7) or /dev/null (minor 3), made in the test's own folder."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root (CI runs the tests as root)")
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+    return path
+
+
+def test_plot_writes_into_a_device_as_asked_and_never_replaces_it(short_run, tmp_path, capsys):
+    """`--output /dev/full` used to be renamed over: the device node became a regular file holding the image."""
+    full, null = device(tmp_path / "full", 7), device(tmp_path / "null", 3)
+    status, _, err = run_main(["plot", str(short_run["run"]), "--output", str(full)], capsys)
+    assert status == 2
+    assert one_error_line(err) == f"error: cannot write {full} (No space left on device): pass a writable --output path"
+    assert run_main(["plot", str(short_run["run"]), "--output", str(null)], capsys)[0] == 0
+    assert stat.S_ISCHR(full.stat().st_mode) and stat.S_ISCHR(null.stat().st_mode)  # both still devices
+
+
+def test_plot_through_a_symbolic_link_writes_the_file_it_names_and_keeps_the_link(short_run, tmp_path, capsys):
+    (tmp_path / "shared").mkdir()
+    link = tmp_path / "curves.png"
+    link.symlink_to(tmp_path / "shared" / "curves.png")
+    assert run_main(["plot", str(short_run["run"]), "--output", str(link)], capsys)[0] == 0
+    assert link.is_symlink() and (tmp_path / "shared" / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "file"])
+def test_export_into_something_that_is_not_a_directory_says_so(short_run, tmp_path, capsys, kind):
+    """A FIFO or a file as --out was `cannot write the export to X (File exists)`."""
+    out = tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.write_text("notes")
+    status, _, err = run_main(["export", "--ckpt_path", str(short_run["last"]), "--out", str(out)], capsys)
+    assert status == 2
+    assert one_error_line(err) == f"error: --out {out} is not a directory: pass a directory to write the export into"
+
+
+def test_an_export_of_another_format_into_the_same_directory_is_refused_and_nothing_is_replaced(
+    short_run, tmp_path, capsys
+):
+    """--format hf then --format trickster into one --out left a directory that was neither: the trickster
+    config.json and weights beside the Hugging Face tokenizer files (transformers then failed on it)."""
+    export = ["export", "--ckpt_path", str(short_run["last"]), "--out", str(tmp_path)]
+    assert run_main([*export, "--format", "hf"], capsys)[0] == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    status, _, err = run_main([*export, "--format", "trickster"], capsys)
+    assert status == 2
+    assert one_error_line(err) == (
+        f"error: --out {tmp_path} already holds model.safetensors, config.json, written by an earlier --format hf "
+        "export, which this export would replace: pass another --out (or move those files away first)"
+    )
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    assert run_main([*export, "--format", "hf"], capsys)[0] == 0  # the same format again refreshes it
+    assert run_main([*export, "--format", "gguf"], capsys)[0] == 0  # model.gguf replaces nothing
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*before, "model.gguf"])
+
+
+def test_an_export_never_replaces_a_users_own_file(short_run, tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"my": "settings"}')
+    status, _, err = run_main(["export", "--ckpt_path", str(short_run["last"]), "--out", str(tmp_path)], capsys)
+    assert status == 2
+    assert "already holds config.json, written by something other than a trickster export" in (one_error_line(err))
+    assert (tmp_path / "config.json").read_text() == '{"my": "settings"}'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json"]
+
+
+@pytest.mark.parametrize(("command", "option"), [("validate", "limit_val_batches"), ("test", "limit_test_batches")])
+def test_an_evaluation_that_scores_nothing_is_one_line_not_a_silent_success(short_run, capsys, command, option):
+    """It exited 0 with no metrics.json and not a word."""
+    args = [command, "--config", "cpu.yaml", "--ckpt_path", str(short_run["last"]), "--data.path",
+            str(short_run["corpus"]), "--data.cache_dir", str(short_run["workspace"] / "runs" / "data"),
+            "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    status, _, err = run_main([*args, f"--trainer.{option}", "0"], capsys)
+    assert status == 2
+    assert one_error_line(err) == (
+        f"error: {command} scored no batches (--trainer.{option} 0), so it wrote no metrics: pass a "
+        f"--trainer.{option} above 0, or leave it out"
+    )
+    assert run_main([*args, f"--trainer.{option}", "2"], capsys)[0] == 0  # the advice
