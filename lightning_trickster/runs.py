@@ -28,7 +28,8 @@ def newest_last_checkpoint(root: Path) -> Path:
     """What `--ckpt_path last` means: the newest (by modification time) of every run's checkpoints/last.ckpt under
     root/lightning_logs and of the hpc_ckpt_N.ckpt files Lightning saves in root itself when SLURM sends SIGUSR1
     before a time limit (run_folder_of tells the two apart)."""
-    candidates = [*root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), *root.glob("hpc_ckpt_*.ckpt")]
+    found = [*root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), *root.glob("hpc_ckpt_*.ckpt")]
+    candidates = [path for path in found if path.is_file()]  # not a folder or a dangling link of that name
     if not candidates:
         raise TricksterError(
             f"--ckpt_path last: no run under {root / 'lightning_logs'} has checkpoints/last.ckpt (nor has {root} an "

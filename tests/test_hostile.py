@@ -133,3 +133,15 @@ def test_an_evaluation_that_scores_nothing_is_one_line_not_a_silent_success(shor
         f"--trainer.{option} above 0, or leave it out"
     )
     assert run_main([*args, f"--trainer.{option}", "2"], capsys)[0] == 0  # the advice
+
+
+def test_ckpt_path_last_skips_a_folder_named_last_ckpt(short_run, tmp_path, capsys):
+    """A folder named last.ckpt in a newer run made `--ckpt_path last` answer: pass ... or 'last' (which it was)."""
+    (tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt").mkdir(parents=True)
+    (tmp_path / "lightning_logs" / "version_0").symlink_to(short_run["run"])
+    args = ["predict", "--config", "cpu.yaml", "--ckpt_path", "last", "--trainer.default_root_dir", str(tmp_path),
+            "--data.prompts", '["Line"]', "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    status, out, err = run_main(args, capsys)
+    assert status == 0, err[-3000:]
+    assert out.startswith("--- 'Line'")
+    assert list((tmp_path / "lightning_logs" / "version_0" / "eval").glob("predict-last-*/predictions.jsonl"))
