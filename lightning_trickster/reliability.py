@@ -560,7 +560,7 @@ class CheckpointOnSignal(Callback):
         return signal.Signals(agreed) if agreed else None
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self._saved is not None:
+        if self._saved is not None or not self.signals:
             return
         received = self._agreed_signal(trainer)
         if received is None:
@@ -577,7 +577,7 @@ class CheckpointOnSignal(Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if self._before_first_batch:
             self._before_first_batch = False
-            if self._several_processes:
+            if self._several_processes and self.signals:
                 self._stop_before_training(trainer)
         self._stop_if_saved(trainer)
 
