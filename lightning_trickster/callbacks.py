@@ -19,10 +19,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.plugins.text.summary_v2 import text_pb
 
-from lightning_trickster.errors import InvalidConfigError
+from lightning_trickster.errors import InvalidConfigError, write_failure
 from lightning_trickster.model import NanoTrickster
 from lightning_trickster.module import tokens_per_optimizer_step
-from lightning_trickster.reliability import write_failure, write_file_atomically
+from lightning_trickster.reliability import write_file_atomically
 
 
 def full_parameter_counts(pl_module: pl.LightningModule) -> dict[str, int]:

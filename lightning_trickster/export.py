@@ -39,14 +39,19 @@ import torch
 from safetensors.torch import load_model, save_file, save_model
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
-from lightning_trickster.errors import StoppedBySignal, TricksterError
+from lightning_trickster.errors import (
+    WRITE_FAILURES,
+    StoppedBySignal,
+    TricksterError,
+    failed_write_errno,
+    write_failure,
+)
 from lightning_trickster.model import (
     GREEDY_BELOW,
     NanoTrickster,
     NanoTricksterConfig,
     SamplingSettings,
 )
-from lightning_trickster.reliability import WRITE_FAILURES, failed_write_errno, write_failure
 from lightning_trickster.tokenizer import (
     END_OF_TEXT,
     BPETokenizer,

@@ -89,6 +89,7 @@ def test_export_into_something_that_is_not_a_directory_says_so(short_run, tmp_pa
     status, _, err = run_main(["export", "--ckpt_path", str(short_run["last"]), "--out", str(out)], capsys)
     assert status == 2
     assert one_error_line(err) == f"error: --out {out} is not a directory: pass a directory to write the export into"
+    assert run_main(["export", "--ckpt_path", str(short_run["last"]), "--out", str(tmp_path / "dir")], capsys)[0] == 0
 
 
 def test_an_export_of_another_format_into_the_same_directory_is_refused_and_nothing_is_replaced(
@@ -106,9 +107,11 @@ def test_an_export_of_another_format_into_the_same_directory_is_refused_and_noth
         "export, which this export would replace: pass another --out (or move those files away first)"
     )
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    other = ["export", "--ckpt_path", str(short_run["last"]), "--out", str(tmp_path / "trickster")]
+    assert run_main(other, capsys)[0] == 0  # the advice: another --out
     assert run_main([*export, "--format", "hf"], capsys)[0] == 0  # the same format again refreshes it
     assert run_main([*export, "--format", "gguf"], capsys)[0] == 0  # model.gguf replaces nothing
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*before, "model.gguf"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*before, "model.gguf", "trickster"])
 
 
 def test_an_export_never_replaces_a_users_own_file(short_run, tmp_path, capsys):
@@ -145,3 +148,16 @@ def test_ckpt_path_last_skips_a_folder_named_last_ckpt(short_run, tmp_path, caps
     assert status == 0, err[-3000:]
     assert out.startswith("--- 'Line'")
     assert list((tmp_path / "lightning_logs" / "version_0" / "eval").glob("predict-last-*/predictions.jsonl"))
+
+
+def test_plot_of_a_folder_whose_events_hold_no_loss_says_pass_a_run_that_trained_and_that_works(
+    short_run, tmp_path, capsys
+):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "other")) as writer:  # another program's events: no loss curves
+        writer.add_scalar("reward", 1.0, 0)
+    status, _, err = run_main(["plot", str(tmp_path / "other"), "--output", str(tmp_path / "c.png")], capsys)
+    assert status == 2 and "has no train/loss or val/loss scalars yet" in one_error_line(err)
+    assert "pass a run directory written by fit that has trained that far" in err
+    assert run_main(["plot", str(short_run["run"]), "--output", str(tmp_path / "c.png")], capsys)[0] == 0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_trickster.errors import TricksterError
-from lightning_trickster.reliability import WRITE_FAILURES, write_failure, write_file_atomically
+from lightning_trickster.errors import WRITE_FAILURES, TricksterError, write_failure
+from lightning_trickster.reliability import write_file_atomically
 from lightning_trickster.runs import read_scalars
 
 
