@@ -303,6 +303,18 @@ def test_no_room_in_the_run_folder_as_it_is_set_up_says_free_space_and_run_again
         succeeds(args, capsys)
 
 
+def test_no_room_for_the_first_checkpoint_says_run_again_and_that_works(run, tmp_path, capsys):
+    checkpoints = tmp_path / "checkpoints"
+    with small_filesystem(checkpoints, "1m") as disk:
+        filler = fill(disk, leave_bytes=16 * PAGE)  # less than one checkpoint (about 200 KB)
+        args = fit_args(run["corpus"], tmp_path / "runs", "--checkpoint.dirpath", str(disk), max_steps=3)
+        line = fails(args, capsys, f"error: could not write checkpoint {checkpoints}/")
+        assert "then run the command again (no last.ckpt was saved yet)" in line
+        filler.unlink()  # the advice: free disk space, then run the command again
+        succeeds(args, capsys)
+        assert read_checkpoint(disk / "last.ckpt")["global_step"] == 3
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Config files and options
 
