@@ -340,7 +340,7 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
         BadInput("accumulate_grad_batches 0", fit("--trainer.accumulate_grad_batches", "0"),
                  "--trainer.accumulate_grad_batches 0 is not possible"),
         BadInput("negative gradient_clip_val", fit("--trainer.gradient_clip_val", "-1"),
-                 "--trainer.gradient_clip_val -1.0 is not possible"),
+                 "--trainer.gradient_clip_val -1 is not possible"),
         BadInput("devices 0", fit("--trainer.devices", "0"), "--trainer.devices '0' is not possible"),
         BadInput("seed out of range", fit("--seed_everything", "99999999999999"), "pick a seed in that range"),
         BadInput("unknown accelerator name", fit("--trainer.accelerator", "bogus"),
@@ -348,7 +348,7 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
         BadInput("unknown strategy name", fit("--trainer.strategy", "bogus"), "invalid strategy name"),
         BadInput("negative max_epochs", fit("--trainer.max_epochs", "-2"), "`max_epochs` must be a non-negative"),
         BadInput("negative limit_val_batches", fit("--trainer.limit_val_batches", "-1"),
-                 "invalid value -1.0 for limit_val_batches"),
+                 "invalid value -1 for limit_val_batches"),
         BadInput("unparsable max_time", fit("--trainer.max_time", "soon"), "is not a valid duration"),
         # Sampling.
         BadInput("binary prompts file", predict("--data.prompts_file", str(workspace / "prompts.bin")),

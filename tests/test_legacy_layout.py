@@ -38,7 +38,7 @@ def legacy_run(tmp_path, monkeypatch) -> Path:
 
 def test_the_fixture_really_has_the_old_layout():
     raw = torch.load(LEGACY / "last.ckpt", weights_only=True)
-    assert "CorpusDataModule" in raw and DATAMODULE_KEY not in raw
+    assert "ShakespeareDataModule" in raw and DATAMODULE_KEY not in raw
     assert {"learning_rate", "temperature", "optimizer"} <= set(raw["hyper_parameters"])
     assert "temperature:" in (LEGACY / "config.yaml").read_text()
 
