@@ -14,10 +14,11 @@ function is named, all of them are positional-only and the signature ends in ", 
 called positionally.
 
 Sources: tenstorrent/tt-metal, files of the v0.81.1 era (2026: SPDX (c) 2026, or 2026-only APIs), read with the
-code-search index (a git checkout of tt-metal is larger than what can be fetched here; the tag v0.81.1 itself is
-not in the index, so the rows cite the commit of the file version read). Where the index shows a version without
-its commit, the row gives the index's file id instead. The ttnn rows were read from the ttnn==0.81.1 wheel itself
-(tests/ttnn_host checks them against it in CI). Torch-free.
+code-search index (a git checkout of tt-metal is larger than what can be fetched here, and the index keeps file
+versions by commit, not by tag, so which commit is v0.81.1 could not be looked up: the rows cite the commit of the
+2026 file version read). Where the index shows a version without its commit, the row gives the index's file id.
+Every version of nb_core.cpp the index holds binds enable_fabric without nb::arg. The ttnn rows were read from the
+ttnn==0.81.1 wheel itself (tests/ttnn_host checks them against it in CI). Torch-free.
 """
 
 from __future__ import annotations
