@@ -1,4 +1,4 @@
-"""Benchmarks that print their figures.
+"""Speed harnesses that print their figures: `python -m benchmarks bench` and `python -m benchmarks bench-generation`.
 
 `bench`: training throughput of Lightning's fit against a plain PyTorch loop on the same model, data and
 optimizer (interleaved in one process), plus MFU, memory, generation speed and the step time of each AdamW
@@ -18,7 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lightning_trickster.commands.fit_config import FitConfig
+from lightning_trickster.commands import FitConfig
 from lightning_trickster.commands.memory import attention_flops_per_token
 from lightning_trickster.errors import HardwareError, InvalidConfigError
 from lightning_trickster.model import NanoTrickster, SamplingSettings
