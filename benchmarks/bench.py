@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import resource
 import statistics
@@ -278,7 +279,8 @@ def bench(
     warmup = warmup_steps
     initial = copy.deepcopy(module)
     # Both loops run warmup + steps optimizer steps: fit the LR warm-up into them (throughput does not depend on it).
-    initial.hparams.warmup_steps = min(initial.hparams.warmup_steps, warmup + steps)
+    warmup_fits = min(initial.optimization.warmup_steps, warmup + steps)
+    initial.optimization = dataclasses.replace(initial.optimization, warmup_steps=warmup_fits)
     hparams = datamodule.hparams
     accumulate = trainer_settings["accumulate_grad_batches"]
     tokens = steps * tokens_per_optimizer_step(hparams.batch_size, hparams.block_size, accumulate, processes=1)

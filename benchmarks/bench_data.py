@@ -124,7 +124,8 @@ def _training_throughput(
             cache_dir=cache_dir,
         )
         # A short run: warm-up shortened so it fits (the learning rate schedule does not change the step time).
-        module = NanoTricksterModule(vocab_size=data.vocab_size, **{**model_args, "warmup_steps": 1})
+        optimization = {**model_args.get("optimization", {}), "warmup_steps": 1}
+        module = NanoTricksterModule(vocab_size=data.vocab_size, **{**model_args, "optimization": optimization})
         seconds = timed_fit(module, data, steps - warmup, warmup, accelerator="cpu")
         return (steps - warmup) * data.hparams.batch_size * model_args["max_seq_len"] / seconds
 
