@@ -10,7 +10,6 @@ import contextlib
 import copy
 import dataclasses
 import json
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from benchmarks.child import peak_rss_mb
 from lightning_trickster.commands import FitConfig
 from lightning_trickster.commands.memory import attention_flops_per_token
 from lightning_trickster.errors import HardwareError, InvalidConfigError
@@ -240,7 +240,7 @@ def adamw_step_ms(model: torch.nn.Module, device: torch.device, steps: int = 20)
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS; Linux reports KiB
+    return peak_rss_mb()  # the process's peak resident memory
 
 
 def bench(

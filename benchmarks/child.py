@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,9 +22,17 @@ RESULT = "RESULT "
 """The prefix of the child's result line; anything else it prints is left alone."""
 
 
+def peak_resident_bytes() -> int:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: in a process started by exec that also counts the
+    peak of the memory it replaced, which, when its parent spawned it with vfork, is the parent's: a child of a large
+    parent would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    return int(kib) * 1024
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_resident_bytes() / 2**20
 
 
 def in_fresh_process(function: Callable[..., dict[str, Any]], env: dict[str, str] | None = None, **kwargs: Any) -> dict:

@@ -2,7 +2,7 @@
 (`python -m benchmarks memory --config CONFIG --steps STEPS`).
 
 GPU: torch.cuda.max_memory_allocated above what was allocated before the model was built.
-CPU: the process's peak resident memory (ru_maxrss) above its resident memory before the model was built, in a
+CPU: the process's peak resident memory (VmHWM) above its resident memory before the model was built, in a
 fresh process whose allocator returns every block of 64 KiB or more to the OS when freed
 (MALLOC_MMAP_THRESHOLD_=65536), so resident memory follows live tensors. It includes allocator and kernel scratch
 space the estimate does not model.
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 from contextlib import nullcontext
 from dataclasses import asdict
 from functools import partial
 
 import torch
 
-from benchmarks.child import in_fresh_process
+from benchmarks.child import in_fresh_process, peak_resident_bytes
 from lightning_trickster.commands import FitConfig
 from lightning_trickster.commands.info import run_layout, trainer_settings
 from lightning_trickster.commands.memory import RunLayout, estimate_memory
@@ -72,7 +71,7 @@ def train_and_measure(config: dict, batch_size: int, precision: str, checkpointi
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+        peak = peak_resident_bytes() - baseline
     return {"device": str(device), "peak_bytes": peak}
 
 
