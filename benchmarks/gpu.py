@@ -1,11 +1,12 @@
-"""The GPU check: on one NVIDIA GPU, in about 10 minutes, `nanogpt.yaml`'s training throughput and MFU (`bench`), a
-fixed-time `fit` (best full-split val loss, wall time) and generation speed (`bench-generation`), all with bf16-mixed
-precision, fused AdamW, torch.compile and PyTorch's flash attention, written to one JSON.
+"""The GPU check: on one NVIDIA GPU, in about 10 minutes, `nanogpt.yaml`'s training throughput and MFU (the `bench`
+harness), a fixed-time `fit` (best full-split val loss, wall time) and generation speed (`bench-generation`), all with
+bf16-mixed precision, fused AdamW, torch.compile and PyTorch's flash attention, written to one JSON.
 
     python benchmarks/gpu.py --output gpu.json                # whoever has a GPU: run it unchanged
     python benchmarks/gpu.py --smoke --output /tmp/smoke.json  # any CPU: tiny shapes, checks that every part runs
 
-Every part runs the real command line (python -m lightning_trickster ...) in a subprocess, as a user would. Targets
+Every part runs the real command line (python -m benchmarks bench ..., python -m lightning_trickster fit ...,
+python -m benchmarks bench-generation ...) in a subprocess, as a user would. Targets
 (issue "Performance"): MFU >= 25%, best val <= 1.47 (nanoGPT's shakespeare_char baseline reaches 1.4697).
 """
 
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.smoke:
         bench_steps = ["--bench.steps", "50", "--bench.warmup_steps", "10", "--bench.repeats", "2"]
     work.mkdir(parents=True, exist_ok=True)
-    _, seconds = run_cli(["bench", *settings, *bench_steps, "--bench.output", str(bench_json)], timeout_s=180)
+    bench_line = ["bench", *settings, *bench_steps, "--bench.output", str(bench_json)]
+    _, seconds = run_cli(bench_line, timeout_s=180, program="benchmarks")
     bench = json.loads(bench_json.read_text())
     report["bench"] = {key: bench[key] for key in ("device", "train_tokens_per_sec", "mfu", "ms_per_step",
                                                    "lightning_vs_raw", "peak_memory_mb", "torch")}  # fmt: skip
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     tokens = (
         ["--new_tokens", "8", "--batch_sizes", "[1]", "--compiled", "false"] if args.smoke else ["--new_tokens", "500"]
     )
-    output, seconds = run_cli(["bench-generation", *settings, *tokens], timeout_s=300)
+    output, seconds = run_cli(["bench-generation", *settings, *tokens], timeout_s=300, program="benchmarks")
     report["generation"] = last_json(output)
     report["generation"]["seconds"] = round(seconds, 1)
 

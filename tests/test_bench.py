@@ -1,13 +1,19 @@
-"""Benchmark harnesses in CI-sized mode: they run end to end and print their figures (no timing asserted)."""
+"""Benchmark harnesses (`python -m benchmarks NAME`) in CI-sized mode: they run end to end and print their figures
+(no timing asserted); the runner lists them, and the product neither lists nor imports them."""
 
+import ast
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO_ROOT, TINY_MODEL_ARGS
 
-from lightning_trickster.cli import main
+from benchmarks.__main__ import HARNESSES, main
+from benchmarks.child import in_fresh_process
+from lightning_trickster import cli
+from lightning_trickster.commands import COMMANDS
 from lightning_trickster.reliability import working_cpp_compiler
 
 BENCH_KEYS = {
@@ -78,3 +84,92 @@ def test_the_time_to_quality_benchmark_compares_variants_with_the_reference(tmp_
     assert report["variants"]["reference"]["time_vs_reference"] == 1.0
     assert report["target_val"] == report["runs"]["reference"][0]["final_val"]
     assert report["runs"]["cpu"][0]["steps"] == 4
+
+
+def test_bench_data_measures_the_corpus_given_as_data_path(small_corpus, tmp_path, capsys):
+    main(["bench-data", "--config", "cpu.yaml", "--data.path", str(small_corpus), *TINY_MODEL_ARGS,
+          "--size_mb", "0.1", "--baseline_mb", "0.05", "--tokenizers", "[byte]", "--work_dir", str(tmp_path / "work"),
+          "--train_steps", "3", "--train_warmup", "1", "--train_rounds", "2"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    corpus_bytes = small_corpus.stat().st_size
+    assert summary["small_corpus_mb"] == round(corpus_bytes / 1e6, 2)  # one copy of --data.path, not another corpus
+    assert summary["large_corpus_mb"] == round(-(-100_000 // corpus_bytes) * corpus_bytes / 1e6, 1)
+    ((name, row),) = summary["tokenizers"].items()
+    assert name == "byte" and row["dtype"] == "uint8" and row["characters_per_token"] == 1.0
+    for key in ("per_run_peak_rss_mb", "prepare_peak_rss_mb", "prepare_mb_per_s", "speedup_per_mb", "fit_setup_s"):
+        assert row[key] > 0, key  # peak RSS comes back from each measurement's own process
+    training = summary["training"]
+    assert len(training["runs_tokens_per_sec"]["memmap"]) == len(training["runs_tokens_per_sec"]["in_memory"]) == 2
+    assert training["memmap_tokens_per_sec"] > 0 and training["window_fetch_us_memmap"] > 0
+
+
+def test_a_child_process_returns_its_result_and_its_own_peak_memory():
+    held = torch.ones(50_000_000)  # this process now holds 200 MB more than the child ever will
+    result = in_fresh_process(dict, steps=3)  # any importable function returning a dict
+    assert result["steps"] == 3
+    # The child (Python and json) peaks near 10 MiB; ru_maxrss would report this (vfork) parent's peak instead.
+    assert 0 < result["peak_rss_mb"] < 100 < held.numel() * 4 / 2**20
+
+
+def test_a_failing_child_process_raises_with_its_error():
+    with pytest.raises(RuntimeError, match=r"(?s)json:loads failed in its own process \(exit 1\).*JSONDecodeError"):
+        in_fresh_process(json.loads, s="not json")
+
+
+def test_the_runner_lists_every_harness():
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage: python -m benchmarks {bench,bench-generation,bench-data,memory}")
+    for name in ("bench", "bench-generation", "bench-data", "memory"):
+        assert f"\n    {name} " in done.stdout, name
+
+
+@pytest.mark.parametrize("name", ["bench", "bench-generation", "bench-data", "memory"])
+def test_every_harness_has_help_with_its_own_and_every_fit_option(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert " ".join(out.split("\n\n")[0].split()).startswith(f"usage: python -m benchmarks {name} [-c CONFIG]")
+    assert all(f"--{group}." in out for group in ("trainer", "model", "data", "checkpoint", "sampling", "samples"))
+    own = {
+        "bench": "--bench.steps",
+        "bench-generation": "--batch_sizes",
+        "bench-data": "--size_mb",
+        "memory": "--steps",
+    }
+    assert f"  {own[name]} " in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nope"], "invalid choice: 'nope'"),
+        (["memory", "--config", "cpu.yaml", "--steps", "0"], "--steps must be positive"),
+        (["bench", "--config", "cpu.yaml", "--bench.steps", "0"], "--bench.steps, --bench.repeats and"),
+        (["bench-data", "--config", "cpu.yaml", "--corpus", "no-such-file.txt"], "--corpus no-such-file.txt is not"),
+    ],
+)
+def test_harness_bad_input_is_a_one_line_error(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_harnesses_are_not_product_commands(capsys):
+    assert not set(HARNESSES) & set(COMMANDS)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--config", "cpu.yaml"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
+
+
+def test_the_product_imports_nothing_of_the_benchmarks():
+    for path in sorted((REPO_ROOT / "lightning_trickster").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not [name for name in imported if name.split(".")[0] == "benchmarks"], path

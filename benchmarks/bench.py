@@ -1,4 +1,4 @@
-"""Benchmarks that print their figures.
+"""Speed harnesses that print their figures: `python -m benchmarks bench` and `python -m benchmarks bench-generation`.
 
 `bench`: training throughput of Lightning's fit against a plain PyTorch loop on the same model, data and
 optimizer (interleaved in one process), plus MFU, memory, generation speed and the step time of each AdamW
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lightning_trickster.commands.fit_config import FitConfig
+from benchmarks.child import peak_rss_mb
+from lightning_trickster.commands import FitConfig
 from lightning_trickster.commands.memory import attention_flops_per_token
 from lightning_trickster.errors import HardwareError, InvalidConfigError
 from lightning_trickster.model import NanoTrickster, SamplingSettings
@@ -239,7 +240,7 @@ def adamw_step_ms(model: torch.nn.Module, device: torch.device, steps: int = 20)
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS; Linux reports KiB
+    return peak_rss_mb()  # the process's peak resident memory
 
 
 def bench(
@@ -278,7 +279,8 @@ def bench(
     warmup = warmup_steps
     initial = copy.deepcopy(module)
     # Both loops run warmup + steps optimizer steps: fit the LR warm-up into them (throughput does not depend on it).
-    initial.hparams.warmup_steps = min(initial.hparams.warmup_steps, warmup + steps)
+    warmup_fits = min(initial.optimization.warmup_steps, warmup + steps)
+    initial.optimization = dataclasses.replace(initial.optimization, warmup_steps=warmup_fits)
     hparams = datamodule.hparams
     accumulate = trainer_settings["accumulate_grad_batches"]
     tokens = steps * tokens_per_optimizer_step(hparams.batch_size, hparams.block_size, accumulate, processes=1)
