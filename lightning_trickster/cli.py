@@ -243,8 +243,9 @@ class TricksterCLI(LightningCLI):
         if self.command == "fit" and self.command_options is None:
             parser.add_argument(
                 "--init_from", type=str | None, default=None,
-                help="Start a new run from the weights of a .ckpt written by fit or a directory written by export, "
-                "with a fresh optimizer, schedule and step count; the model's shape and tokenizer are the source's.",
+                help="Start a new run from the weights of a .ckpt written by fit, a directory written by export, or a "
+                "Hugging Face Llama directory, with a fresh optimizer, schedule and step count; the model's shape and "
+                "tokenizer are the source's.",
             )  # fmt: skip
         if self.command_options is None:
             parser.add_argument(
