@@ -100,8 +100,9 @@ def test_the_memory_harness_compares_a_measured_run_with_infos_estimate(capsys, 
         estimate = estimate_memory(NanoTrickster(cfg), layout, row["activation_checkpointing"], math_attention=True)
         assert row["estimated_bytes"] == estimate["total"]  # info's estimate for this shape, batch and precision
         assert row["error"] == round((row["estimated_bytes"] - row["measured_bytes"]) / row["measured_bytes"], 4)
-        # On a CPU the measured process adds about 20 MiB the estimate leaves out (README, info).
-        assert row["device"] == "cpu" and 0 < row["measured_bytes"] - row["estimated_bytes"] < 48 * 2**20
+        # On a CPU the measured process adds memory the estimate leaves out (allocator and library buffers): about
+        # 20 MiB in a developer's venv, 51 MiB in a fresh CI venv; the bound keeps it small beside the estimate.
+        assert row["device"] == "cpu" and 0 < row["measured_bytes"] - row["estimated_bytes"] < 64 * 2**20
     assert checkpointed["measured_bytes"] < plain["measured_bytes"]  # the child really checkpointed activations
     assert "activation checkpointing   measured peak" in out
 
