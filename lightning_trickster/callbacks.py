@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from tensorboard.plugins.text.summary_v2 import text_pb
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster
 from lightning_trickster.module import tokens_per_optimizer_step
+from lightning_trickster.reliability import write_failure, write_file_atomically
 
 
 def full_parameter_counts(pl_module: pl.LightningModule) -> dict[str, int]:
@@ -109,13 +111,16 @@ class MetricsWriter(pl.Callback):
         if not trainer.is_global_zero:
             return
         path = Path(trainer.log_dir or trainer.default_root_dir) / "metrics.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "metrics": {name: float(value) for name, value in trainer.callback_metrics.items()},
             "checkpoint": trainer.ckpt_path,
             "step": pl_module.checkpoint_step,
         }
-        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        try:
+            write_file_atomically(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+        except OSError as err:
+            command = trainer.state.fn.value if trainer.state.fn else "the evaluation"
+            raise write_failure(path, err, path.parent, f"run {command} again") from None
         rank_zero_info(f"metrics written to {path}")
 
 
@@ -127,25 +132,53 @@ class PredictionWriter(pl.Callback):
     def __init__(self, filename: str = "predictions.jsonl") -> None:
         self.filename = filename
         self.path: Path | None = None
+        self.written = 0
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.written = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_failure(self.path, err, self.path.parent, "run predict again") from None
 
     def on_predict_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: dict[str, Any], *_: Any
     ) -> None:
-        with self.path.open("a", encoding="utf-8") as out:
-            for prompt, completion in zip(prediction["prompts"], prediction["completions"], strict=True):
-                print(f"--- {prompt!r}\n{prompt}{completion}\n", flush=True)
-                record = {
-                    "prompt": prompt,
-                    "completion": completion,
-                    "settings": asdict(pl_module.sampling),
-                    "checkpoint": trainer.ckpt_path,
-                    "step": pl_module.checkpoint_step,
-                }
-                out.write(json.dumps(record) + "\n")
+        lines = []
+        for prompt, completion in zip(prediction["prompts"], prediction["completions"], strict=True):
+            print(f"--- {prompt!r}\n{prompt}{completion}\n", flush=True)
+            record = {
+                "prompt": prompt,
+                "completion": completion,
+                "settings": asdict(pl_module.sampling),
+                "checkpoint": trainer.ckpt_path,
+                "step": pl_module.checkpoint_step,
+            }
+            lines.append(json.dumps(record) + "\n")
+        self._append("".join(lines).encode("utf-8"), len(lines))
+
+    def _append(self, data: bytes, records: int) -> None:
+        """Append whole lines or nothing: a write a full disk cut short is taken back, so the file holds only the
+        complete records written before."""
+        fd = None
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            size = os.fstat(fd).st_size
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        except OSError as err:
+            kept = f"; {self.path} keeps the {self.written} completions written before" if self.written else ""
+            raise write_failure(self.path, err, self.path.parent, f"run predict again{kept}") from None
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self.written += records
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         rank_zero_info(f"predictions written to {self.path}")

@@ -523,8 +523,21 @@ def main(args: list[str] | None = None) -> None:
         if debug:
             raise
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone (EIO)
-            sys.stderr.write(f"\nerror: {err}\n" if isinstance(err, StoppedBySignal) else f"error: {err}\n")
+            if getattr(err, "report", True):  # a fit's signal stop is reported by rank 0 alone
+                sys.stderr.write(f"\nerror: {err}\n" if isinstance(err, StoppedBySignal) else f"error: {err}\n")
         raise SystemExit(getattr(err, "exit_code", 2)) from None
+    except OSError as err:  # a write no handler named: standard output (`> /dev/full`), a library's own file
+        from lightning_trickster.reliability import WRITE_FAILURES, standard_output_failed, unhandled_write_failure
+
+        if debug or err.errno not in WRITE_FAILURES:
+            raise
+        message = unhandled_write_failure(err, args[0] if args else "")
+        if standard_output_failed(err):  # what is still buffered for it must not fail again at exit
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2) from None
     finally:  # main() called from Python (the tests) leaves signal handling and logging as it found them
         restore_signal_handlers()
         for logger, level in zip(loggers, levels, strict=True):

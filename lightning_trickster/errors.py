@@ -41,13 +41,19 @@ class NonFiniteError(TricksterError):
     """Training produced a non-finite loss or gradient; the checkpoints on disk predate it."""
 
 
+class WriteFailedError(TricksterError, OSError):
+    """A file could not be written (a full disk, a quota, a read-only filesystem, permissions); what was written
+    before is left as it was."""
+
+
 class TrainingInterrupted(TricksterError):
     """SIGINT, SIGTERM or SIGHUP stopped a fit after it saved last.ckpt; exits like a process killed by that
-    signal."""
+    signal. With several processes every rank raises it and only rank 0 reports it (report=False on the others)."""
 
-    def __init__(self, message: str, signal_number: int) -> None:
+    def __init__(self, message: str, signal_number: int, report: bool = True) -> None:
         super().__init__(message)
         self.exit_code = 128 + signal_number
+        self.report = report
 
 
 class StoppedBySignal(BaseException):

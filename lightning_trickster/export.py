@@ -25,7 +25,12 @@ extra: ``pip install -e ".[export]"``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -34,13 +39,14 @@ import torch
 from safetensors.torch import load_model, save_file, save_model
 
 from lightning_trickster.checkpoint import TrainedModel, load_trained_model
-from lightning_trickster.errors import TricksterError
+from lightning_trickster.errors import StoppedBySignal, TricksterError
 from lightning_trickster.model import (
     GREEDY_BELOW,
     NanoTrickster,
     NanoTricksterConfig,
     SamplingSettings,
 )
+from lightning_trickster.reliability import WRITE_FAILURES, failed_write_errno, write_failure
 from lightning_trickster.tokenizer import (
     END_OF_TEXT,
     BPETokenizer,
@@ -65,13 +71,48 @@ def export_checkpoint(ckpt_path: Path, out_dir: Path, format: ExportFormat = "tr
         raise TricksterError(f"unknown export format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
     trained = load_trained_model(ckpt_path)
     writer = {"trickster": export_trickster, "hf": export_hf, "gguf": export_gguf}[format]
+    return write_export(lambda directory: writer(trained, directory), out_dir)
+
+
+def write_export(write: Callable[[Path], list[Path]], out_dir: Path) -> list[Path]:
+    """Run `write` into a new directory beside the export's files (out_dir/.export-*, on the same filesystem), then
+    move each finished file into out_dir. A write that fails (a full disk; safetensors and numpy report it in their
+    own words) leaves an earlier export in out_dir as it was, and nothing of its own behind: the partial directory,
+    and out_dir itself if this export created it."""
+    created = not out_dir.exists()
+    staging: Path | None = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return writer(trained, out_dir)
-    except OSError as err:
-        raise TricksterError(
-            f"cannot write the export to {out_dir} ({err.strerror or err}): pass a writable --out"
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))
+        written = write(staging)
+        for path in written:
+            with open(path, "rb") as file:
+                os.fsync(file.fileno())
+        files = [out_dir / path.name for path in written]
+        for path, target in zip(written, files, strict=True):
+            os.replace(path, target)  # a rename: it needs no space
+        return files
+    except (TricksterError, KeyboardInterrupt, StoppedBySignal):
+        raise
+    except Exception as err:
+        if isinstance(err, OSError) and err.errno and err.errno not in WRITE_FAILURES:  # --out under a file, ...
+            raise TricksterError(
+                f"cannot write the export to {out_dir} ({err.strerror or err}): pass a writable --out"
+            ) from None
+        if failed_write_errno(err, out_dir) is None:
+            raise  # not a failed write: a bug to report as it is
+        raise write_failure(
+            f"the export to {out_dir}",
+            err,
+            out_dir,
+            f"run export again (or pass --out on a disk with room); any earlier export in {out_dir} is left as it was",
         ) from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if it is still empty: this export failed before it moved a file in
 
 
 # ---------------------------------------------------------------------------------------------------- trickster

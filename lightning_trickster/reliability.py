@@ -4,12 +4,19 @@ command at once on those signals (install_stop_handlers)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import tempfile
+import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -18,6 +25,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
@@ -27,6 +35,7 @@ from lightning_trickster.errors import (
     StoppedBySignal,
     TrainingInterrupted,
     TricksterError,
+    WriteFailedError,
     raise_stopped_by_signal,
 )
 
@@ -85,8 +94,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if isinstance(cause, OSError):
                 raise CheckpointWriteError(
                     f"could not write checkpoint {target} ({cause.strerror or cause}): free disk space or make "
-                    f"{target.parent} writable, then resume with --ckpt_path last; any earlier {target.name} is "
-                    "left as it was"
+                    f"{target.parent} writable, then {resume_from_directory(target.parent)}; any earlier "
+                    f"{target.name} is left as it was"
                 ) from None
             raise
         fsync_directory(target.parent)  # make the rename itself durable
@@ -102,6 +111,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
+
+
+def resume_from_directory(checkpoints: Path) -> str:
+    """How to go on after a save into `checkpoints` failed: from its last.ckpt (`--ckpt_path last` finds it in a
+    run's own checkpoints/ folder, elsewhere it is named), or from the start when none was saved yet."""
+    last = checkpoints / "last.ckpt"
+    if not last.is_file():
+        return "run the command again (no last.ckpt was saved yet)"
+    in_a_run = checkpoints.name == "checkpoints" and checkpoints.parent.parent.name == "lightning_logs"
+    return f"resume with --ckpt_path {'last' if in_a_run else last}"
 
 
 class _WriteErrorRecorder:
@@ -132,27 +151,272 @@ TEMPORARY_SUFFIX = ".tmp"
 """A checkpoint being written is `.<name>.<random>.tmp` beside its target until it is complete."""
 
 
-class CheckpointWriteError(TricksterError, OSError):
+class CheckpointWriteError(WriteFailedError):
     """A checkpoint could not be written (disk full, permissions); the previous file of that name is intact."""
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Writes that fail: one line naming the file, the reason and the fix
+
+
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+"""What the filesystem answers when a write cannot be done: the disk is full, a quota or the file size limit is
+reached, the filesystem is read-only, permissions, a failing device."""
+
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def failed_write_errno(err: BaseException, directory: Path | None = None) -> int | None:
+    """The errno behind a failed write, also where a library hides it: safetensors' `SafetensorError: ... I/O error:
+    No space left on device (os error 28)`, numpy's `OSError: N requested and M written` (no errno: then a filesystem
+    with no room left is the reason), or an OSError in the chain of causes."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno:
+            return current.errno
+        found = re.search(r"\(os error (\d+)\)", str(current))
+        if found:
+            return int(found.group(1))
+        current = current.__cause__ or current.__context__
+    if directory is not None and free_bytes(directory) < 64 * 1024:
+        return errno.ENOSPC
+    return None
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged write could still use on directory's filesystem (its nearest existing ancestor's)."""
+    directory = Path(directory)
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return 1 << 62
+    return stat.f_bavail * stat.f_frsize
+
+
+def write_failure(what: str | Path, err: BaseException, directory: Path, then: str) -> WriteFailedError:
+    """`could not write <what> (<reason>): <fix for that reason>, then <then>` as one line."""
+    number = failed_write_errno(err, directory)
+    reason = os.strerror(number) if number else " ".join(str(err).split())[:200]
+    if number in NO_ROOM:
+        fix = f"free disk space on the filesystem of {directory}"
+    elif number in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = f"make {directory} writable"
+    else:
+        fix = f"check the disk that holds {directory}"
+    return WriteFailedError(f"could not write {what} ({reason}): {fix}, then {then}")
+
+
+def resume_advice(trainer: pl.Trainer) -> str:
+    """How to go on after a fit stopped: resume from its last.ckpt if it has one, else start it again."""
+    last = last_checkpoint_path(trainer)
+    if last.is_file():
+        return f"resume with {resume_option(trainer, last)} (the checkpoints written so far are kept)"
+    return "run the command again (no checkpoint was written yet)"
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write data to a temporary file beside path, fsync it and rename it over path: a failed write (a full disk)
+    leaves any earlier file of that name whole, and removes its own partial file. Creates the parent directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def standard_output_failed(err: OSError) -> bool:
+    """Whether a failed write was the command's standard output: it is /dev/full, a terminal that went away, or a
+    file on a filesystem with no room left."""
+    try:
+        fd = sys.stdout.fileno()
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISCHR(mode):
+            device = os.fstat(fd).st_rdev
+            return (os.major(device), os.minor(device)) == (1, 7) or err.errno == errno.EIO  # /dev/full; a hung-up tty
+        if stat.S_ISREG(mode) and err.errno in NO_ROOM:
+            room = os.fstatvfs(fd)
+            return room.f_bavail * room.f_frsize < 64 * 1024
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout (a test's capture)
+        return False
+    return False
+
+
+def unhandled_write_failure(err: OSError, command: str) -> str:
+    """The one line for a failed write that no handler of the command named (main's last resort)."""
+    reason = err.strerror or str(err)
+    then = "then run the command again" + (
+        " (a fit that saved a last.ckpt goes on from it with --ckpt_path last)" if command == "fit" else ""
+    )
+    if standard_output_failed(err):
+        return (
+            f"could not write to standard output ({reason}): redirect it to a file on a disk with room, or to "
+            f"/dev/null, {then}; the files the command wrote are kept"
+        )
+    what = f"{err.filename}" if err.filename else "a file"
+    if err.errno in NO_ROOM:
+        fix = "free disk space on its filesystem"
+    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "make its directory writable"
+    else:
+        fix = "check the disk that holds it"
+    return f"could not write {what} ({reason}): {fix}, {then}; what was written before is kept"
+
+
+class _TensorBoardWriteGuard:
+    """Turns a failed write of a TensorBoard logger (its event file, written by a background thread and flushed by
+    the fit; hparams.yaml) into one WriteFailedError naming the run folder. The writer thread's own report of the
+    error (a traceback printed by threading.excepthook) is left out: the fit raises the same error at its next write.
+    A failure while the fit is already stopping for another error is dropped, so that error is the one reported."""
+
+    def __init__(self, trainer: pl.Trainer, logger: Any) -> None:
+        self.trainer = trainer
+        self.logger = logger
+        self.directory = Path(logger.log_dir)
+        for name in ("log_metrics", "log_hyperparams", "log_graph", "save"):
+            setattr(logger, name, self._guarded(getattr(logger, name)))
+        finalize = logger.finalize
+
+        def guarded_finalize(status: str) -> None:
+            if status == "success":
+                self._guarded(finalize)(status)
+            else:
+                with contextlib.suppress(OSError):
+                    finalize(status)
+
+        logger.finalize = guarded_finalize
+        event_writer = logger.experiment._get_file_writer().event_writer
+        for name in ("add_event", "flush", "close"):
+            setattr(event_writer, name, self._guarded(getattr(event_writer, name)))
+
+    def _guarded(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except OSError as err:
+                if isinstance(err, TricksterError):
+                    raise
+                raise write_failure(
+                    f"the TensorBoard logs in {self.directory}", err, self.directory, resume_advice(self.trainer)
+                ) from err
+
+        return guarded
+
+
+def _quiet_tensorboard_writer_threads() -> None:
+    """TensorBoard's event writer thread prints a traceback when its write fails, then leaves the error for the
+    fit's next write (which reports it in one line): keep the traceback out of the output."""
+    previous = threading.excepthook
+    if getattr(previous, "quiets_tensorboard", False):
+        return
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        writer_thread = type(args.thread).__module__.startswith("tensorboard.summary.writer")
+        if writer_thread and isinstance(args.exc_value, OSError):
+            return
+        previous(args)
+
+    excepthook.quiets_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = excepthook
+
+
 class CheckpointDirectoryCheck(Callback):
-    """Before the first step of a fit: the checkpoint directory must be writable (a resumed run into a read-only
-    checkpoints/ would otherwise train and then lose those steps at the first save), and the temporary files of a
-    save that was killed half way are removed."""
+    """The fit's own files. Before the first step: the checkpoint directory must be writable (a resumed run into a
+    read-only checkpoints/ would otherwise train and then lose those steps at the first save), and the temporary files
+    of a save that was killed half way are removed. During the fit: a write of the TensorBoard logger that fails (a
+    full disk) stops the fit in one line naming the run folder and how to go on (_TensorBoardWriteGuard); every
+    checkpoint holds whole optimizer steps (one saved inside an accumulation window, by a signal or by
+    --checkpoint.train_time_interval, holds the window's start: rewind_to_the_last_optimizer_step). At the end: the
+    final step is in last.ckpt also when the checkpoint settings save by steps or time only (Lightning then skips
+    the save after the last validation)."""
+
+    def __init__(self) -> None:
+        self._last_saved_step: int | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._last_saved_step = checkpoint.get("global_step")
+        if not trainer.training or trainer.num_training_batches != float("inf") or "loops" not in checkpoint:
+            return  # a finite loader steps on its last batch whatever the window (this project's never ends)
+        inside_window = trainer.fit_loop.epoch_loop.batch_progress.current.ready % trainer.accumulate_grad_batches
+        if inside_window:
+            rewind_to_the_last_optimizer_step(checkpoint, inside_window)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_saved_step = trainer.global_step if trainer.ckpt_path else None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if not isinstance(callback, ModelCheckpoint) or not callback.save_last or trainer.fast_dev_run:
+            return
+        if self._last_saved_step != trainer.global_step:
+            trainer.save_checkpoint(last_checkpoint_path(trainer), weights_only=False)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                _TensorBoardWriteGuard(trainer, logger)
+                _quiet_tensorboard_writer_threads()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """A write into the run's (or evaluation's) folder that failed as the command set up, before the guard was in
+        place: TensorBoard's event file, LightningCLI's config.yaml, hparams.yaml. Their OSError names no file; name
+        the folder, for the front door's one line."""
+        if (
+            isinstance(exception, OSError)
+            and not isinstance(exception, TricksterError)
+            and exception.filename is None
+            and exception.errno in WRITE_FAILURES
+            and trainer.is_global_zero
+            and trainer.log_dir
+            and _raised_by_a_run_folder_writer(exception)
+        ):
+            exception.filename = trainer.log_dir
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         callback = trainer.checkpoint_callback
         if not isinstance(callback, ModelCheckpoint) or not callback.dirpath or not trainer.is_global_zero:
             return
         directory = Path(callback.dirpath)
-        require_writable(
-            directory, "checkpoint directory",
-            "make it writable or pass --trainer.default_root_dir a directory you can write to; nothing was trained",
-        )  # fmt: skip
+        logger = trainer.logger
+        run = Path(logger.log_dir) if isinstance(logger, TensorBoardLogger) else Path(trainer.default_root_dir)
+        if directory == run / "checkpoints":  # where the output directory puts them
+            # A resume then names its checkpoint: `--ckpt_path last` would look under the new directory.
+            fix = "pass --trainer.default_root_dir a directory you can write to" + (
+                f" and --ckpt_path {trainer.ckpt_path}" if trainer.ckpt_path else ""
+            )
+        else:
+            fix = "pass --checkpoint.dirpath a directory you can write to"
+        require_writable(directory, "checkpoint directory", f"make it writable or {fix}; nothing was trained")
         for orphan in directory.glob(f".*.ckpt.*{TEMPORARY_SUFFIX}"):
             orphan.unlink(missing_ok=True)
             rank_zero_info(f"removed {orphan}, left by a checkpoint save that was cut short")
+
+
+RUN_FOLDER_WRITERS = (
+    "/tensorboard/", "/jsonargparse/", "/lightning/pytorch/cli.py", "/lightning/pytorch/core/saving.py",
+)  # fmt: skip
+"""Where the files of a run folder that no handler here writes are written: TensorBoard's events, LightningCLI's
+config.yaml (through jsonargparse), Lightning's hparams.yaml."""
+
+
+def _raised_by_a_run_folder_writer(exception: BaseException) -> bool:
+    frames = traceback.extract_tb(exception.__traceback__)
+    return any(writer in frame.filename for frame in frames for writer in RUN_FOLDER_WRITERS)
 
 
 def require_writable(directory: Path, what: str, fix: str) -> None:
@@ -198,16 +462,26 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
 
 
 class CheckpointOnSignal(Callback):
-    """SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed) during fit: finish the running training step, write
+    """SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed) during fit: finish the running training batch, write
     last.ckpt, and stop with a one-line message and exit status 128 + signal number. A second Ctrl-C stops at once,
     without saving. A signal that is ignored when training starts stays ignored (SIGHUP under `nohup`).
 
-    The checkpoint is written at the end of the step, like ModelCheckpoint's; the fit stops as the next step begins,
-    after Lightning has logged the step's metrics (and run validation, if it was due), so the curve has no gap.
+    The checkpoint is written at the end of the batch, like ModelCheckpoint's; the fit stops as the next batch begins,
+    after Lightning has logged the step's metrics (and run validation, if it was due), so the curve has no gap. With
+    gradient accumulation a signal can land between the micro-batches of one optimizer step: the checkpoint then holds
+    the last complete step (the weights and optimizer have not moved since) and its loop position is rewound to the
+    start of the unfinished accumulation window, so the resumed run redoes that window's micro-batches from their
+    first and ends exactly where the uninterrupted run does.
 
-    Replaces Lightning's handling for the fit: its SIGTERM handler raises only at step boundaries but saves nothing,
-    and Ctrl-C raises KeyboardInterrupt wherever it lands, possibly half way through an optimizer step. Single-process
-    runs only: with several processes Lightning's own handlers stay in place (they stop every rank together).
+    Several processes (DDP, FSDP): each process's handler only records the signal; at the end of every batch the
+    processes agree (one all-reduce of the signal number, the maximum wins) whether any of them received one, so a
+    batch system's SIGTERM to every process, Ctrl-C to the process group or a `kill` of one rank all save ONE
+    checkpoint (every rank takes part in the save, rank 0 writes it) and stop every rank after the same batch. Rank 0
+    reports it; the ranks it started itself are waited for before it exits.
+
+    Replaces Lightning's handling for the fit: its SIGTERM handler raises only at step boundaries but saves nothing
+    (and broadcasts from inside the handler), and Ctrl-C raises KeyboardInterrupt wherever it lands, possibly half
+    way through an optimizer step.
     """
 
     def __init__(self, signals: tuple[str, ...] = STOP_SIGNAL_NAMES) -> None:
@@ -222,11 +496,10 @@ class CheckpointOnSignal(Callback):
         self.signals = [signal.Signals[name] for name in signals if hasattr(signal, name)]
         self.received: signal.Signals | None = None
         self._saved: tuple[Path, int] | None = None
+        self._children: list[subprocess.Popen] = []
         self._previous_handlers: dict[signal.Signals, Any] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.world_size > 1:
-            return
         self.received = None
         self._saved = None
         for signum in self.signals:
@@ -240,24 +513,43 @@ class CheckpointOnSignal(Callback):
         self.received = signal.Signals(signum)
         rank_zero_info(f"\n{self.received.name} received: saving last.ckpt after the current training batch")
 
+    def _agreed_signal(self, trainer: pl.Trainer) -> signal.Signals | None:
+        """The signal this process received, or with several processes the one any of them received (the same
+        answer on every rank: the all-reduce is their only agreement, so no rank stops alone)."""
+        if trainer.world_size <= 1:
+            return self.received
+        mine = torch.tensor(int(self.received or 0), device=trainer.strategy.root_device)
+        agreed = int(trainer.strategy.reduce(mine, reduce_op="max"))
+        return signal.Signals(agreed) if agreed else None
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self.received is not None and self._saved is None:
-            path = last_checkpoint_path(trainer)
-            trainer.save_checkpoint(path, weights_only=False)  # resumable: with optimizer and loop state
-            self._saved = (path, trainer.global_step)
+        if self._saved is not None:
+            return
+        received = self._agreed_signal(trainer)
+        if received is None:
+            return
+        self.received = received
+        path = last_checkpoint_path(trainer)
+        # Resumable: with optimizer and loop state; one inside an accumulation window holds its start
+        # (rewind_to_the_last_optimizer_step, applied to every save by CheckpointDirectoryCheck).
+        trainer.save_checkpoint(path, weights_only=False)
+        self._saved = (path, trainer.global_step)
+        if trainer.world_size > 1:
+            self._children = take_over_child_ranks(trainer)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._stop_if_saved()
+        self._stop_if_saved(trainer)
 
-    def _stop_if_saved(self) -> None:
+    def _stop_if_saved(self, trainer: pl.Trainer) -> None:
         if self._saved is None or self.received is None:
             return
         self._restore_handlers()
         path, step = self._saved
         raise TrainingInterrupted(
             f"training stopped by {self.received.name} after step {step}: saved {path}; continue it with "
-            "--ckpt_path last",
+            f"{resume_option(trainer, path)}",
             self.received.value,
+            report=trainer.is_global_zero,
         )
 
     def _restore_handlers(self) -> None:
@@ -267,10 +559,54 @@ class CheckpointOnSignal(Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
+        children, self._children = self._children, []
+        for child in children:  # the other ranks stop after the same batch: let them finish before rank 0 exits
+            try:
+                child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
-        self._stop_if_saved()  # the signal came during the last step
+        self._stop_if_saved(trainer)  # the signal came during the last step
+
+
+def rewind_to_the_last_optimizer_step(checkpoint: dict[str, Any], micro_batches: int) -> None:
+    """Make a checkpoint written `micro_batches` micro-batches into an accumulation window hold the loop position of
+    the window's start: exactly the state Lightning saves at the end of the window's previous optimizer step (as a
+    ModelCheckpoint with every_n_train_steps would), which its restart logic resumes from. The weights, optimizer and
+    schedule have not changed inside the window (the accumulated gradient is not saved), and the training data
+    position follows the optimizer step count (CorpusDataModule.train_dataloader), so the resumed run redoes the
+    window from its first micro-batch."""
+    loop = checkpoint["loops"]["fit_loop"]
+    progress = loop["epoch_loop.batch_progress"]
+    for counts in (progress["total"], progress["current"]):
+        for key in ("ready", "started", "processed", "completed"):
+            counts[key] -= micro_batches
+    # Lightning counts the optimizer step of a window once its last micro-batch has ended; at that batch's end (where
+    # a checkpoint of the window's start is taken) it has not yet, and its restart adds it.
+    loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+
+def take_over_child_ranks(trainer: pl.Trainer) -> list[subprocess.Popen]:
+    """The processes of the other ranks that this one started (Lightning's launcher re-runs the command for each
+    local rank), taken from the launcher's watch: its observer thread SIGKILLs the launching process as soon as a
+    child exits non-zero, and after a signal every rank exits with 128 + signal. The caller waits for them."""
+    procs = getattr(trainer.strategy.launcher, "procs", None)
+    if not isinstance(procs, list):
+        return []
+    children = list(procs)
+    procs.clear()  # in place: the observer holds this very list
+    return children
+
+
+def resume_option(trainer: pl.Trainer, checkpoint: Path) -> str:
+    """`--ckpt_path last` where that finds this checkpoint (a run's own checkpoints/last.ckpt under the output
+    directory), else the path itself (a --checkpoint.dirpath elsewhere)."""
+    root = Path(trainer.default_root_dir).resolve()
+    in_a_run = checkpoint.name == "last.ckpt" and checkpoint.resolve().parent.parent.parent == root / "lightning_logs"
+    return "--ckpt_path last" if in_a_run and checkpoint.parent.name == "checkpoints" else f"--ckpt_path {checkpoint}"
 
 
 class NonFiniteGuard(Callback):
@@ -331,8 +667,8 @@ class NonFiniteGuard(Callback):
             raise NonFiniteError(
                 f"non-finite gradients in {self.skipped_steps} steps (last at step {trainer.global_step}), more than "
                 f"nonfinite.max_skips={self.max_skips}: the run is diverging; lower "
-                "--model.optimization.learning_rate or set --trainer.gradient_clip_val, and resume with "
-                "--ckpt_path last"
+                "--model.optimization.learning_rate or set --trainer.gradient_clip_val, and "
+                f"{go_on_after_a_bad_step(trainer)}"
             )
         rank_zero_warn(f"step {trainer.global_step}: non-finite gradient, update skipped ({self.skipped_steps} so far)")
 
@@ -350,8 +686,8 @@ class NonFiniteGuard(Callback):
         )
         raise NonFiniteError(
             f"non-finite loss or gradient at step {bad_step}; training stopped at step {trainer.global_step} and "
-            f"{kept}: lower --model.optimization.learning_rate or set --trainer.gradient_clip_val and resume with "
-            "--ckpt_path last, or pass --nonfinite.action skip to drop such steps"
+            f"{kept}: lower --model.optimization.learning_rate or set --trainer.gradient_clip_val and "
+            f"{go_on_after_a_bad_step(trainer)}, or pass --nonfinite.action skip to drop such steps"
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
@@ -377,6 +713,13 @@ class NonFiniteGuard(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped_steps = state_dict.get("skipped_steps", 0)
+
+
+def go_on_after_a_bad_step(trainer: pl.Trainer) -> str:
+    """Resume from the run's last.ckpt (which predates the bad step: the guard vetoes later saves) if there is one,
+    else start the fit again."""
+    last = last_checkpoint_path(trainer)
+    return f"resume with {resume_option(trainer, last)}" if last.is_file() else "run the fit again"
 
 
 def inductor_cpp_compilers() -> list[str]:

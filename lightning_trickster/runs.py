@@ -5,6 +5,7 @@ One process at a time writes a run (RunLock); locks here say who holds them (Loc
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -55,13 +56,24 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 def evaluation_dir(command: str, ckpt_path: str | None, root: Path) -> Path:
     """A new folder for one evaluation's outputs: RUN/eval/COMMAND-CHECKPOINT-N inside the run that wrote the
-    checkpoint, or root/eval/... for a checkpoint from elsewhere (or none)."""
+    checkpoint, or root/eval/... for a checkpoint from elsewhere (or none), or whose run folder this process cannot
+    write (a read-only copy of a run: the outputs then go under --trainer.default_root_dir)."""
     checkpoint = Path(ckpt_path) if ckpt_path else None
-    base = (run_folder_of(checkpoint) if checkpoint else None) or root
+    run = run_folder_of(checkpoint) if checkpoint else None
+    base = run if run is not None and can_write_under(run / "eval") else root
     name = f"{command}-{checkpoint.stem if checkpoint else 'untrained'}"
     return next(
         base / "eval" / f"{name}-{n}" for n in itertools.count(1) if not (base / "eval" / f"{name}-{n}").exists()
     )
+
+
+def can_write_under(directory: Path) -> bool:
+    """Whether this process could create files in directory, or create it (judged at its nearest existing ancestor;
+    a read-only filesystem counts, also for root)."""
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
 class LockFile:
@@ -77,6 +89,8 @@ class LockFile:
         self.path = path
         self.purpose = purpose
         self._stream = None
+        self.record_error: OSError | None = None
+        """Why the holder's record could not be written (a full disk), if it could not."""
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; False if another process (or another LockFile in this one) holds it."""
@@ -87,12 +101,12 @@ class LockFile:
             stream.close()
             return False
         record = {"host": socket.gethostname(), "pid": os.getpid(), "purpose": self.purpose, "since": time.time()}
-        try:
-            stream.truncate(0)
-            stream.write(json.dumps(record) + "\n")
-            stream.flush()
-        except OSError:  # a full disk: the lock holds all the same, others just cannot say by whom
-            pass
+        self.record_error = None
+        try:  # unbuffered: nothing a full disk refused is left in the stream to fail again at close
+            os.ftruncate(stream.fileno(), 0)
+            os.pwrite(stream.fileno(), (json.dumps(record) + "\n").encode(), 0)
+        except OSError as err:  # a full disk: the lock holds all the same, others just cannot say by whom
+            self.record_error = err
         self._stream = stream
         return True
 
@@ -131,7 +145,7 @@ class LockFile:
             return
         stream, self._stream = self._stream, None
         with contextlib.suppress(OSError):
-            stream.truncate(0)  # the record is valid only while the lock is held
+            os.ftruncate(stream.fileno(), 0)  # the record is valid only while the lock is held
         fcntl.flock(stream, fcntl.LOCK_UN)
         stream.close()
 
@@ -170,6 +184,14 @@ class RunLock:
             raise TricksterError(
                 f"run {self.run} is being written by {self.lock.holder()}: wait until that fit ends, or stop it, then "
                 "run this command again"
+            )
+        error = self.lock.record_error
+        if error is not None and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Not even a hundred bytes fit: neither would the run's logs, config or checkpoints. Nothing was trained.
+            self.release()
+            raise TricksterError(
+                f"cannot write in run folder {self.run} ({error.strerror}): free disk space on its filesystem, then "
+                "run this command again; nothing was trained"
             )
         return self
 

@@ -102,6 +102,56 @@ class SignalDuringStep(pl.Callback):
             threading.Timer(self.delay_s, os.kill, (os.getpid(), self.signum)).start()
 
 
+class SignalAfterBatch(pl.Callback):
+    """Send `signal_name` to this process (a real signal through the kernel) at the end of micro-batch `batch` (0 =
+    the fit's first; counted over the whole run, resumes included), so with gradient accumulation it can land between
+    the micro-batches of one optimizer step."""
+
+    def __init__(self, batch: int, signal_name: str) -> None:
+        self.batch = batch
+        self.signum = signal.Signals[signal_name]
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.fit_loop.epoch_loop.total_batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalRanksAtStep(pl.Callback):
+    """Rank 0 sends `signal_name` right after optimizer step `step` completes, through the kernel, to `target`: "group"
+    (its whole process group, every rank and DataLoader worker, as a batch system's time limit or a terminal's Ctrl-C
+    reaches them) or "other_ranks" (only the ranks it started, as a `kill` of one process would)."""
+
+    def __init__(self, step: int, signal_name: str, target: Literal["group", "other_ranks"] = "group") -> None:
+        self.step = step
+        self.signum = signal.Signals[signal_name]
+        self.target = target
+        self.sent = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.sent or not trainer.is_global_zero or trainer.global_step != self.step:
+            return
+        self.sent = True
+        if self.target == "group":
+            os.killpg(os.getpgid(0), self.signum)
+        else:
+            for child in trainer.strategy.launcher.procs:
+                os.kill(child.pid, self.signum)
+
+
+class SleepAfterBatch(pl.Callback):
+    """Sleep `seconds` at the end of every micro-batch whose index (0-based, over the run) is a multiple of `every`:
+    with accumulation 2 and every=2, the first micro-batch of each optimizer step, so that a checkpoint saved by time
+    (--checkpoint.train_time_interval, checked after this callback) falls inside the step."""
+
+    def __init__(self, seconds: float, every: int = 2) -> None:
+        self.seconds = seconds
+        self.every = every
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.fit_loop.epoch_loop.total_batch_idx % self.every == 0:
+            time.sleep(self.seconds)
+
+
 class InjectNonFiniteLoss(pl.Callback):
     """Make the loss of optimizer step `step` NaN (its gradients follow), as a numerical blow-up would."""
 
@@ -270,7 +320,7 @@ def bad_input_cases(workspace: Path, checkpoint: Path) -> list[BadInput]:
         BadInput("missing checkpoint file", fit("--ckpt_path", str(workspace / "missing.ckpt")), "not found"),
         BadInput(
             "checkpoint of another architecture",
-            fit("--ckpt_path", str(checkpoint), "--model.hidden_dim", "64"),
+            fit("--ckpt_path", str(checkpoint), "--model.hidden_dim", "64", "--trainer.max_steps", "6"),
             "different model shape",
         ),
         BadInput(

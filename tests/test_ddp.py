@@ -9,14 +9,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import REPO_ROOT, fit_args
+from faults import SignalRanksAtStep, injector
 from lightning.pytorch import seed_everything
+from realfaults import children, start_in_own_group
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
 from lightning_trickster.data import ConsecutiveWindows, CorpusDataModule, RandomWindows
 from lightning_trickster.module import NanoTricksterModule
@@ -183,3 +187,50 @@ def test_sharded_fsdp_on_cpu_matches_ddp_and_writes_a_full_checkpoint(ddp_run, t
     assert [norm for _, norm in scalars(run_dir(root), "train/grad_norm")] == pytest.approx(ddp_norms, rel=1e-4)
     reference = validate_on_one_process(ddp_run["corpus"], run_dir(root) / "checkpoints" / "last.ckpt", tmp_path / "v")
     assert scalars(run_dir(root), "val/loss")[-1][1] == pytest.approx(reference, rel=1e-6)
+
+
+def gone(pids: list[int], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("target", ["group", "other_ranks"])
+def test_a_sigterm_under_ddp_saves_one_checkpoint_stops_every_rank_and_resumes_exactly(ddp_run, tmp_path, target):
+    """A batch system's time limit sends SIGTERM to every process ("group"); a `kill` may reach one rank only
+    ("other_ranks"). Either way the ranks agree, save ONE last.ckpt, all stop with 143, and --ckpt_path last on two
+    processes ends where the uninterrupted run (ddp_run) does."""
+    root = tmp_path / "stopped"
+    args = [*fit_args(ddp_run["corpus"], root, "--checkpoint.save_top_k", "-1"), *TWO_PROCESSES]
+    fit = start_in_own_group([*args, *injector(SignalRanksAtStep, step=2, signal_name="SIGTERM", target=target)])
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not ranks and fit.poll() is None and time.monotonic() < deadline:
+            ranks = children(fit.pid)  # rank 1, started by rank 0 (the command) re-running the command
+            time.sleep(0.1)
+        output, _ = fit.communicate(timeout=240)
+    finally:
+        fit.kill()
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert fit.returncode == 143, output[-3000:]
+    assert "Traceback" not in output and "Error" not in output.replace("error: training stopped", "")
+    checkpoint = run_dir(root) / "checkpoints" / "last.ckpt"
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0]  # rank 0 reports; rank 1 stops silently
+    assert errors[0].startswith("error: training stopped by SIGTERM after step ")
+    assert errors[0].endswith(f"saved {checkpoint}; continue it with --ckpt_path last")
+    stopped_after = int(errors[0].split("after step ")[1].split(":")[0])
+    assert 2 <= stopped_after < 6 and read_checkpoint(checkpoint)["global_step"] == stopped_after
+    assert ranks and gone(ranks)  # every rank stopped
+
+    run_cli([*fit_args(ddp_run["corpus"], root, "--ckpt_path", "last"), *TWO_PROCESSES])  # the advice
+
+    resumed = torch.load(checkpoint, weights_only=True)
+    assert resumed["global_step"] == 6
+    assert [step for step, _ in scalars(run_dir(root), "train/loss")] == list(range(6))
+    for name, tensor in weights(run_dir(ddp_run["root"]) / "checkpoints" / "last.ckpt").items():
+        torch.testing.assert_close(resumed["state_dict"][name], tensor, msg=name)

@@ -2,6 +2,7 @@
 guard. The full randomized suite is `python tests/faults.py`; these are its CI-sized cases."""
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -9,12 +10,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fit_args
-from faults import InjectNonFiniteLoss, KillAtStep, SignalDuringStep, injector, logged_steps, run_cli
+from conftest import fit_args, write_small_corpus
+from faults import (
+    InjectNonFiniteLoss,
+    KillAtStep,
+    SignalAfterBatch,
+    SignalDuringStep,
+    SleepAfterBatch,
+    injector,
+    logged_steps,
+    run_cli,
+)
 
 from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
 from lightning_trickster.reliability import AtomicCheckpointIO
+from lightning_trickster.runs import read_scalars
 
 
 @pytest.fixture(autouse=True)
@@ -142,3 +153,98 @@ def test_the_temporary_file_of_a_killed_save_is_removed_on_the_next_start(small_
     orphan.write_bytes(b"PK\x03\x04 half a zip")
     main(fit_args(small_corpus, tmp_path, "--ckpt_path", "last", max_steps=6))
     assert not orphan.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exact resume with gradient accumulation: 2 micro-batches per optimizer step, validation (and a checkpoint) every 4
+# micro-batches = every 2 optimizer steps.
+
+ACCUMULATE_2 = ["--trainer.accumulate_grad_batches", "2", "--trainer.val_check_interval", "4"]
+
+
+@pytest.fixture(scope="module")
+def accumulated(tmp_path_factory) -> dict[str, Path]:
+    """An uninterrupted 6-step fit with accumulation 2: the reference every interrupted one must end at, exactly."""
+    workspace = tmp_path_factory.mktemp("accumulated")
+    corpus = write_small_corpus(workspace / "corpus.txt")
+    main(fit_args(corpus, workspace / "straight", *ACCUMULATE_2))
+    return {"corpus": corpus, "straight": workspace / "straight"}
+
+
+def assert_same_run(resumed: Path, straight: Path) -> None:
+    """Bit-identical weights (eager mode) and the same logged curve, no step twice or missing."""
+    final, reference = read_checkpoint(last_ckpt(resumed)), read_checkpoint(last_ckpt(straight))
+    assert final["global_step"] == 6
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], tensor), name
+    ours, theirs = read_scalars(last_ckpt(resumed).parent.parent), read_scalars(last_ckpt(straight).parent.parent)
+    for tag in ("train/loss", "val/loss"):
+        assert [step for step, _ in ours[tag]] == [step for step, _ in theirs[tag]], tag
+    assert ours["train/loss"][-1][1] == theirs["train/loss"][-1][1]
+
+
+@pytest.mark.parametrize("batch", [2, 4])
+def test_a_signal_between_micro_batches_saves_the_last_complete_step_and_resumes_exactly(
+    accumulated, tmp_path, capsys, batch
+):
+    """SIGTERM at the end of micro-batch `batch` (0-based), the first of an optimizer step's two: the checkpoint holds
+    the step before, its loop position the start of the unfinished window; the resume redoes that window."""
+    args = fit_args(accumulated["corpus"], tmp_path, *ACCUMULATE_2)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, *injector(SignalAfterBatch, batch=batch, signal_name="SIGTERM")])
+    assert exit_info.value.code == 143
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    complete_steps = batch // 2
+    assert message == (
+        f"error: training stopped by SIGTERM after step {complete_steps}: saved {last_ckpt(tmp_path)}; continue it "
+        "with --ckpt_path last"
+    )
+    saved = read_checkpoint(last_ckpt(tmp_path))
+    assert saved["global_step"] == complete_steps
+    assert saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["ready"] == 2 * complete_steps
+
+    main([*args, "--ckpt_path", "last"])  # the advice
+
+    assert_same_run(tmp_path, accumulated["straight"])
+
+
+def test_a_sigkill_after_a_checkpoint_with_accumulation_resumes_exactly(accumulated, tmp_path):
+    args = fit_args(accumulated["corpus"], tmp_path, *ACCUMULATE_2)
+    killed = run_cli_process([*args, *injector(KillAtStep, step=3)])  # inside step 4's window; saved at step 2
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert read_checkpoint(last_ckpt(tmp_path))["global_step"] == 2
+
+    main([*args, "--ckpt_path", "last"])
+
+    assert_same_run(tmp_path, accumulated["straight"])
+
+
+def test_checkpoints_saved_by_time_inside_an_optimizer_step_hold_its_start_and_resume_exactly(accumulated, tmp_path):
+    """--checkpoint.train_time_interval saves wherever the time runs out: here always on the first micro-batch of a
+    step (steps 3 and 5 are saved there; 2, 4, 6 by validation). Each holds the loop position of a step's start."""
+    timed = ["--checkpoint.save_top_k", "-1", "--checkpoint.train_time_interval", "0:00:00.2",
+             "--checkpoint.filename", "timed-{step}"]  # fmt: skip
+    args = fit_args(accumulated["corpus"], tmp_path / "timed", *ACCUMULATE_2, *timed)
+    main([*args, *injector(SleepAfterBatch, seconds=0.3)])
+    checkpoints = last_ckpt(tmp_path / "timed").parent
+    saved = {path.name: read_checkpoint(path) for path in checkpoints.glob("timed-*.ckpt")}
+    assert {"timed-step=3.ckpt", "timed-step=5.ckpt"} <= saved.keys()
+    for name, checkpoint in saved.items():
+        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]
+        assert progress["ready"] == 2 * checkpoint["global_step"], name  # a step's start, not half way through one
+    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 6
+
+    interrupted = tmp_path / "interrupted"  # as if the run had stopped right after its time-based save at step 3
+    (last_ckpt(interrupted).parent).mkdir(parents=True)
+    shutil.copy(checkpoints / "timed-step=3.ckpt", last_ckpt(interrupted))
+    main([*fit_args(accumulated["corpus"], interrupted, *ACCUMULATE_2), "--ckpt_path", "last"])
+    final, reference = read_checkpoint(last_ckpt(interrupted)), read_checkpoint(last_ckpt(accumulated["straight"]))
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], tensor), name
+
+
+def test_a_fit_that_saves_by_steps_keeps_its_final_step_in_last_ckpt(small_corpus, tmp_path):
+    """With --checkpoint.every_n_train_steps Lightning saves nothing after the final validation: 12 steps every 5
+    left last.ckpt at step 10, while the run said it was done at 12."""
+    main(fit_args(small_corpus, tmp_path, "--checkpoint.every_n_train_steps", "5", max_steps=12))
+    assert read_checkpoint(last_ckpt(tmp_path))["global_step"] == 12

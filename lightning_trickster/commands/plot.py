@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from lightning_trickster.errors import TricksterError
+from lightning_trickster.reliability import WRITE_FAILURES, write_failure, write_file_atomically
 from lightning_trickster.runs import read_scalars
 
 
@@ -69,12 +71,27 @@ def plot_runs(runs: list[Path], output: Path) -> None:
             axis.legend(fontsize=8)
     figure.suptitle("NanoTrickster loss curves")
     figure.tight_layout()
+    image = io.BytesIO()
+    image_format = output.suffix[1:].lower() or "png"
     try:
-        figure.savefig(output, dpi=110)
-    except OSError as err:
-        raise TricksterError(f"cannot write {output} ({err.strerror}): pass a writable --output path") from None
+        figure.savefig(image, format=image_format, dpi=110)
+    except ValueError as err:  # a format matplotlib does not write
+        supported = ", ".join(sorted(figure.canvas.get_supported_filetypes()))
+        raise TricksterError(
+            f"--output {output}: {' '.join(str(err).split())}; pass a file ending in one of: {supported}"
+        ) from None
     finally:
         plt.close(figure)
+    # Rendered in memory, then written beside the target and renamed over it: a full disk leaves an earlier image
+    # whole instead of a truncated one.
+    try:
+        write_file_atomically(output, image.getvalue())
+    except OSError as err:
+        if err.errno not in WRITE_FAILURES:  # --output under a file, or a name the filesystem refuses
+            raise TricksterError(f"cannot write {output} ({err.strerror}): pass a writable --output path") from None
+        raise write_failure(
+            output, err, output.parent, f"run plot again; any earlier {output.name} is left as it was"
+        ) from None
 
 
 def plot(run_dirs: Path | list[Path], output: Path = Path("curves.png")) -> None:
