@@ -445,26 +445,30 @@ class NanoTrickster(nn.Module):
         """
         max_len = self.config.max_seq_len
         cache = weights = None
+        # Each step computes under inference_mode (about 10% less per-operation overhead than no_grad on a CPU), never
+        # across a yield, so the caller's code runs in its own mode; what is yielded is an ordinary tensor (a clone).
         if use_cache and sampling.max_new_tokens:
-            weights = self.inference_weights(generation_dtype(sampling.dtype, self.embedding.weight.device))
+            with torch.inference_mode():
+                weights = self.inference_weights(generation_dtype(sampling.dtype, self.embedding.weight.device))
         # self.forward, not self(...): it stays eager when the module was compiled for training, where every new
         # context length would otherwise trigger a recompile until torch gives up on the graph.
         for _ in range(sampling.max_new_tokens):
-            if not use_cache:
-                logits, _ = self.forward(idx[:, -max_len:])
-            elif cache is None or cache.length == max_len:
-                keep = idx[:, -max_len:] if cache is None else idx[:, -max(1, max_len // 2) :]
-                cfg = self.config
-                cache = KVCache(cfg.num_layers, idx.size(0), cfg.num_heads, max_len, cfg.head_dim,
-                                weights.cos.to(weights.dtype), weights)  # fmt: skip
-                logits, _ = self.forward(keep, cache=cache)
-            else:
-                logits, _ = self.forward(idx[:, -1:], cache=cache)
-            next_token = sample_next_token(
-                logits[:, -1, :], sampling.temperature, sampling.top_k, sampling.top_p, generator
-            )
-            idx = torch.cat((idx, next_token), dim=1)
-            yield next_token
+            with torch.inference_mode():
+                if not use_cache:
+                    logits, _ = self.forward(idx[:, -max_len:])
+                elif cache is None or cache.length == max_len:
+                    keep = idx[:, -max_len:] if cache is None else idx[:, -max(1, max_len // 2) :]
+                    cfg = self.config
+                    cache = KVCache(cfg.num_layers, idx.size(0), cfg.num_heads, max_len, cfg.head_dim,
+                                    weights.cos.to(weights.dtype), weights)  # fmt: skip
+                    logits, _ = self.forward(keep, cache=cache)
+                else:
+                    logits, _ = self.forward(idx[:, -1:], cache=cache)
+                next_token = sample_next_token(
+                    logits[:, -1, :], sampling.temperature, sampling.top_k, sampling.top_p, generator
+                )
+                idx = torch.cat((idx, next_token), dim=1)
+            yield next_token.clone()
 
 
 GenerationDtype = Literal["float32", "bfloat16", "int8"]

@@ -287,3 +287,15 @@ def test_the_lossy_dtypes_give_float32s_greedy_text_within_the_stated_tolerance(
     prompt = windows[:1, :20]
     greedy = SamplingSettings(200, temperature=0)
     assert torch.equal(model.generate(prompt, dataclasses.replace(greedy, dtype=dtype)), model.generate(prompt, greedy))
+
+
+def test_generated_tokens_are_ordinary_tensors_that_training_can_use(model):
+    # Generation computes under inference_mode; what it returns must still be usable where autograd saves it.
+    generated = model.generate(torch.randint(0, 40, (1, 4)), SamplingSettings(6, temperature=0))
+    streamed = next(model.stream(torch.randint(0, 40, (1, 4)), SamplingSettings(1, temperature=0)))
+    assert not generated.is_inference() and not streamed.is_inference()
+    model.train()
+    _, loss = model(generated[:, :-1], generated[:, 1:])  # the embedding saves the ids for its backward
+    loss.backward()
+    assert model.embedding.weight.grad is not None
+    assert torch.is_grad_enabled()  # the caller's mode, between and after the steps
