@@ -37,27 +37,50 @@ def test_bench_prints_and_writes_its_json(small_corpus, tmp_path, capsys):
     assert printed["adamw_step_ms"].keys() == {"per_tensor", "foreach", "fused"}  # what the fused default rests on
     assert min(printed["adamw_step_ms"].values()) > 0
     assert printed["mfu"] is None  # no published peak for a CPU
+    # cpu.yaml trains with Muon: the whole optimizer step with torch's per-matrix Muon and with the batched one
+    assert printed["muon_step_ms"].keys() == {"per_matrix", "batched"} and min(printed["muon_step_ms"].values()) > 0
 
 
-def test_bench_generation_reports_cache_speedup(small_corpus, capsys):
-    main(["bench-generation", "--config", "cpu.yaml", "--data.path", str(small_corpus), "--new_tokens", "6",
-          "--batch_sizes", "[1, 2]", "--compiled", "false"])  # fmt: skip
+def test_bench_generation_reports_each_decoder_beside_the_recomputing_one(small_corpus, capsys):
+    main(["bench-generation", "--config", "cpu.yaml", "--data.path", str(small_corpus), *TINY_MODEL_ARGS,
+          "--new_tokens", "6", "--batch_sizes", "[1, 2]", "--repeats", "2", "--compiled", "false",
+          "--transformers", "false", "--dtypes", "[]"])  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["repeats"] == 2 and summary["threads"] == torch.get_num_threads()
     assert [r["batch_size"] for r in summary["results"]] == [1, 2]
     for result in summary["results"]:
-        expected = result["gen_tokens_per_sec_cached"] / result["gen_tokens_per_sec_uncached"]
-        assert abs(result["cache_speedup"] - expected) < 0.02 * expected + 0.01
-        assert "gen_tokens_per_sec_compiled" not in result  # --compiled false
+        expected = result["gen_tokens_per_sec_best"] / result["gen_tokens_per_sec_uncached"]
+        assert abs(result["best_vs_uncached"] - expected) < 0.02 * expected + 0.01
+        # tokens/s and ms/token are two views of one median time
+        for name in ("best", "uncached"):
+            seconds = result["new_tokens"] * result[f"ms_per_token_{name}"] / 1000
+            assert abs(result["batch_size"] * result["new_tokens"] / seconds / result[f"gen_tokens_per_sec_{name}"]
+                       - 1) < 0.01  # fmt: skip
+        assert result["best_same_greedy_tokens"] is True  # the default path is lossless
+        assert not {"gen_tokens_per_sec_compiled", "gen_tokens_per_sec_transformers"} & result.keys()
 
 
 @pytest.mark.skipif(working_cpp_compiler() is None, reason="torch.compile needs a working C++ compiler on the CPU")
-def test_bench_generation_times_the_compiled_decode_step_against_both_eager_paths(small_corpus, capsys):
+def test_bench_generation_times_transformers_and_the_opt_in_decoders_in_the_same_run(small_corpus, capsys):
+    pytest.importorskip("transformers")
     main(["bench-generation", "--config", "cpu.yaml", "--data.path", str(small_corpus), *TINY_MODEL_ARGS,
-          "--new_tokens", "20", "--batch_sizes", "1"])  # fmt: skip
-    (result,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"]
+          "--new_tokens", "20", "--batch_sizes", "1", "--repeats", "2", "--threads", "1"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (result,) = summary["results"]
+    assert summary["threads"] == 1 and summary["transformers"]
     assert result["compiled_same_greedy_tokens"] is True
-    expected = result["gen_tokens_per_sec_compiled"] / result["gen_tokens_per_sec_uncached"]
-    assert abs(result["compiled_vs_uncached"] - expected) < 0.02 * expected + 0.01
+    # The peer: the same weights through export --format hf, in each of its configurations, the fastest kept.
+    by_configuration = result["gen_tokens_per_sec_transformers_by_configuration"]
+    assert set(by_configuration) == {"dynamic_cache", "static_cache", "static_cache_compiled"}
+    assert result["gen_tokens_per_sec_transformers"] == max(by_configuration.values())
+    assert by_configuration[result["transformers_configuration"]] == result["gen_tokens_per_sec_transformers"]
+    assert result["transformers_same_greedy_tokens_in_window"] is True  # it computes our model
+    expected = result["gen_tokens_per_sec_best"] / result["gen_tokens_per_sec_transformers"]
+    assert abs(result["best_vs_transformers"] - expected) < 0.02 * expected + 0.01
+    assert len(result["best_vs_transformers_per_repeat"]) == 2
+    for name in ("bfloat16", "int8"):  # the lossy opt-ins this CPU runs natively
+        if f"gen_tokens_per_sec_{name}" in result:
+            assert 0 <= result[f"{name}_greedy_tokens_equal_to_float32"] <= 20
 
 
 def test_the_gpu_script_runs_every_part_in_its_cpu_smoke_mode(tmp_path):

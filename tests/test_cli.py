@@ -126,7 +126,13 @@ def test_predict_writes_completions_as_json_lines_without_needing_the_corpus(sma
     assert sorted(r["prompt"] for r in records) == ["Line 1", "Line 2", "the "]
     assert all(len(r["completion"]) == 12 for r in records)
     # The command line beat the checkpoint's max_new_tokens (200); the rest came from the checkpoint.
-    assert records[0]["settings"] == {"max_new_tokens": 12, "temperature": 0.8, "top_k": None, "top_p": None}
+    assert records[0]["settings"] == {
+        "max_new_tokens": 12,
+        "temperature": 0.8,
+        "top_k": None,
+        "top_p": None,
+        "dtype": "float32",
+    }
     assert records[0]["step"] == 3 and os.path.basename(records[0]["checkpoint"]) == "last.ckpt"
     assert "Line 1" in capsys.readouterr().out
 
