@@ -46,7 +46,6 @@ from lightning_trickster.model import (
     NanoTricksterConfig,
     SamplingSettings,
 )
-from lightning_trickster.reliability import WRITE_FAILURES, failed_write_errno, write_failure
 from lightning_trickster.tokenizer import (
     END_OF_TEXT,
     BPETokenizer,
@@ -55,6 +54,7 @@ from lightning_trickster.tokenizer import (
     Tokenizer,
     tokenizer_from_state_dict,
 )
+from lightning_trickster.write_failures import WRITE_FAILURES, failed_write_errno, write_failure
 
 FORMAT = "nanotrickster-safetensors-v1"
 
