@@ -12,7 +12,7 @@ import torch
 from lightning_trickster.checkpoint import load_trained_model
 from lightning_trickster.commands import FitConfig
 from lightning_trickster.errors import InvalidConfigError
-from lightning_trickster.model import GENERATION_DTYPES, KVCache, NanoTrickster, generation_dtype
+from lightning_trickster.model import GENERATION_DTYPES, KVCache, NanoTrickster, SamplingSettings, generation_dtype
 
 
 @torch.inference_mode()
@@ -41,16 +41,19 @@ def split_loss(model: NanoTrickster, batches, dtype: str | None) -> tuple[float,
 
 def generation_quality(
     fit_config: FitConfig, ckpt_path: Path, dtypes: list[str] = ["float32", "bfloat16", "int8"],  # noqa: B006
+    greedy_tokens: int = 200,
 ) -> None:  # fmt: skip
     """Full-split validation loss of a trained checkpoint computed as generation computes it, with each
     --sampling.dtype, teacher-forced on every validation window, beside the training forward's (the reference, which
-    validation reports); and how often each picks the reference's most likely token. Prints one line per dtype and
-    the results as JSON on the last line.
+    validation reports); how often each picks the reference's most likely token; and for how many tokens its greedy
+    continuation of the split's first 32 tokens equals that of the default (float32) generation. Prints one line
+    per dtype and the results as JSON on the last line.
 
     Args:
         fit_config: the configuration the checkpoint was trained with (its data split is used).
         ckpt_path: the checkpoint.
         dtypes: the --sampling.dtype values to measure against the reference.
+        greedy_tokens: length of the greedy continuations compared.
     """
     unknown = set(dtypes) - set(GENERATION_DTYPES)
     if unknown:
@@ -61,6 +64,9 @@ def generation_quality(
     datamodule.setup("fit")
     batches = list(datamodule.val_dataloader())
     model = trained.model.eval()
+    prompt = batches[0][0][:1, :32]
+    greedy = SamplingSettings(greedy_tokens, temperature=0)
+    default_text = model.generate(prompt, greedy)
     start = time.perf_counter()
     loss, _ = split_loss(model, batches, None)
     results = {"reference": {"val_loss": round(loss, 5), "seconds": round(time.perf_counter() - start, 1)}}
@@ -75,6 +81,11 @@ def generation_quality(
         results[name] = {"val_loss": round(loss, 5), "val_loss_minus_reference": round(loss - results["reference"]
                          ["val_loss"], 5), "top1_agreement": round(agreement, 5),
                          "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+        text = model.generate(prompt, SamplingSettings(greedy_tokens, temperature=0, dtype=name))
+        differs = (text[0] != default_text[0]).nonzero()
+        results[name]["greedy_tokens_equal_to_float32"] = (
+            int(differs[0]) - prompt.size(1) if len(differs) else greedy_tokens
+        )
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     tokens = sum(int((targets != -100).sum()) for _, targets in batches)
     print(json.dumps({"checkpoint": str(ckpt_path), "step": trained.step, "val_loss_in_checkpoint": trained.val_loss,

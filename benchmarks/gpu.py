@@ -208,8 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         for name, part in parts.items():
+            work = Path(scratch) / name
+            work.mkdir()
             try:
-                report["parts"][name] = part(Path(scratch) / name)
+                report["parts"][name] = part(work)
             except (Exception, SystemExit) as err:  # a part that crashes fails; the others still run
                 report["parts"][name] = {"passed": False, "error": f"{type(err).__name__}: {str(err)[-2000:]}"}
             print(f"{name}: {'passed' if report['parts'][name]['passed'] else 'FAILED'}", flush=True)
