@@ -129,8 +129,9 @@ class InferenceWeights:
     (NanoTrickster.inference_weights). The parameters, their names and the state_dict stay as they are (checkpoints,
     exports and the Tenstorrent plugin read those); this is a derived copy laid out for decoding:
 
-    - each matrix transposed to (in, out), the layout in which a product with one row (a decoded token) streams the
-      weights contiguously (about 1.7x faster per product than nn.Linear's (out, in) on this project's CPU);
+    - each matrix transposed to (in, out), the layout in which a product with a few rows (decoded tokens) streams the
+      weights contiguously (benchmarks/decode_products.py: as fast as nn.Linear's (out, in) at batch 1 when the
+      weights come from memory, 1.2x at batch 8, 1.7x for one product whose weights are in cache);
     - each block's gate and up projections stacked into one matrix: one product instead of two;
     - each RMSNorm's gain folded into the matrix after it (a norm is then x / rms(x), one multiplication less);
     - the matrices in the generation's dtype: float32, bfloat16, or int8 (weight-only, with bfloat16 activations),
