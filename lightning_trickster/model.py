@@ -139,7 +139,7 @@ class InferenceWeights:
     """
 
     embedding: torch.Tensor
-    """(vocab, hidden) float32: the token embedding, as it is."""
+    """(vocab, hidden): the token embedding, as it is (its rows are read as float32)."""
     layers: list[LayerWeights]
     output: Matrix
     """(hidden, vocab): the output projection, times the final norm's gain."""
@@ -350,7 +350,7 @@ class NanoTrickster(nn.Module):
 
         # narrow() and copy_() rather than indexing: a decoded token makes about 40 small operations per block, and
         # Python's slice indexing costs several times a narrow.
-        x = weights.embedding[idx.reshape(rows)]  # (B T, hidden) float32: the residual stream
+        x = weights.embedding[idx.reshape(rows)].float()  # (B T, hidden) float32: the residual stream
         for layer, w in enumerate(weights.layers):
             qkv = product(normalized(x), w.qkv)  # (B T, 3 hidden)
             # RoPE on q and k at once, in float32: x * cos + (each pair swapped) * signed sin.
