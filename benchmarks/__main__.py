@@ -15,6 +15,7 @@ from lightning_tt.errors import TTError
 
 from benchmarks.bench import bench, bench_generation
 from benchmarks.bench_data import bench_data
+from benchmarks.generation_quality import generation_quality
 from benchmarks.memory import memory
 from lightning_trickster.cli import UNACTIONABLE_WARNINGS, OneLineErrorParser, run_command
 from lightning_trickster.commands import Command
@@ -28,6 +29,7 @@ HARNESSES: dict[str, Command] = {
     "bench-generation": Command(bench_generation),
     "bench-data": Command(bench_data),
     "memory": Command(memory),
+    "generation-quality": Command(generation_quality),
 }
 
 

@@ -29,7 +29,7 @@ from lightning_trickster.commands import FitConfig
 from lightning_trickster.commands.memory import attention_flops_per_token
 from lightning_trickster.errors import HardwareError, InvalidConfigError
 from lightning_trickster.export import export_hf
-from lightning_trickster.model import GENERATION_DTYPES, NanoTrickster, SamplingSettings, generation_dtype
+from lightning_trickster.model import GENERATION_DTYPES, NanoTrickster, SamplingSettings, bfloat16_is_native
 from lightning_trickster.module import tokens_per_optimizer_step
 from lightning_trickster.optim import MuonWithAdamW
 from lightning_trickster.reliability import working_cpp_compiler
@@ -195,8 +195,9 @@ def bench_generation(
             "--compiled true needs a working C++ compiler on the CPU (torch.compile builds C++ kernels): install one "
             "(e.g. g++), or pass --compiled false"
         )
-    if dtypes is None:
-        dtypes = [name for name in ("bfloat16", "int8") if generation_dtype(name, device) == GENERATION_DTYPES[name]]
+    if dtypes is None:  # what generation_dtype would not replace on this device
+        native = bfloat16_is_native(device)
+        dtypes = [name for name, runs in (("bfloat16", native), ("int8", native and device.type == "cpu")) if runs]
     unknown = set(dtypes) - set(GENERATION_DTYPES) | ({"float32"} & set(dtypes))
     if unknown:
         raise InvalidConfigError(f"--dtypes takes bfloat16 and int8 (float32 is always timed), got {sorted(unknown)}")

@@ -85,15 +85,18 @@ class RotaryEmbedding(nn.Module):
         # Derived from the config, so not saved in checkpoints.
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
+        # The same per channel: (c0, c0, c1, c1, ...) and (-s0, s0, -s1, s1, ...).
+        self.register_buffer("channel_cos", self.cos.repeat_interleave(2, dim=-1), persistent=False)
+        self.register_buffer("channel_sin", torch.stack((-self.sin, self.sin), dim=-1).flatten(-2), persistent=False)
 
     def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        """x: (B, H, T, head_dim), holding positions start_pos .. start_pos + T - 1."""
-        cos = self.cos[start_pos : start_pos + x.size(-2)]
-        sin = self.sin[start_pos : start_pos + x.size(-2)]
-        pairs = x.float().unflatten(-1, (-1, 2))  # (B, H, T, head_dim/2, 2)
-        even, odd = pairs[..., 0], pairs[..., 1]
-        rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
-        return rotated.flatten(-2).type_as(x)
+        """x: (B, H, T, head_dim), holding positions start_pos .. start_pos + T - 1. Pair (a, b) becomes
+        (a cos - b sin, a sin + b cos), computed as x * channel_cos + (each pair swapped) * channel_sin: the same
+        products and sums, bit for bit, in fewer and larger operations."""
+        cos = self.channel_cos[start_pos : start_pos + x.size(-2)]
+        sin = self.channel_sin[start_pos : start_pos + x.size(-2)]
+        x32 = x.float()
+        return (x32 * cos + x32.unflatten(-1, (-1, 2)).flip(-1).flatten(-2) * sin).type_as(x)
 
 
 class Int8Matrix(NamedTuple):
@@ -126,8 +129,9 @@ class InferenceWeights:
     (NanoTrickster.inference_weights). The parameters, their names and the state_dict stay as they are (checkpoints,
     exports and the Tenstorrent plugin read those); this is a derived copy laid out for decoding:
 
-    - each matrix transposed to (in, out), the layout in which a product with one row (a decoded token) streams the
-      weights contiguously (about 1.7x faster per product than nn.Linear's (out, in) on this project's CPU);
+    - each matrix transposed to (in, out), the layout in which a product with a few rows (decoded tokens) streams the
+      weights contiguously (benchmarks/decode_products.py: as fast as nn.Linear's (out, in) at batch 1 when the
+      weights come from memory, 1.2x at batch 8, 1.7x for one product whose weights are in cache);
     - each block's gate and up projections stacked into one matrix: one product instead of two;
     - each RMSNorm's gain folded into the matrix after it (a norm is then x / rms(x), one multiplication less);
     - the matrices in the generation's dtype: float32, bfloat16, or int8 (weight-only, with bfloat16 activations),
@@ -135,7 +139,7 @@ class InferenceWeights:
     """
 
     embedding: torch.Tensor
-    """(vocab, hidden) float32: the token embedding, as it is."""
+    """(vocab, hidden): the token embedding, as it is (its rows are read as float32)."""
     layers: list[LayerWeights]
     output: Matrix
     """(hidden, vocab): the output projection, times the final norm's gain."""
@@ -301,8 +305,7 @@ class NanoTrickster(nn.Module):
             )
             for block in self.blocks
         ]
-        cos = self.rope.cos.repeat_interleave(2, dim=-1)
-        sin = torch.stack((-self.rope.sin, self.rope.sin), dim=-1).flatten(-2)
+        cos, sin = self.rope.channel_cos, self.rope.channel_sin
         eps = torch.tensor(self.config.norm_eps, device=cos.device)
         output = decode_layout(self.output.weight, self.final_norm.weight)
         return InferenceWeights(self.embedding.weight.detach(), layers, output, cos, sin, eps, activations)
@@ -347,7 +350,7 @@ class NanoTrickster(nn.Module):
 
         # narrow() and copy_() rather than indexing: a decoded token makes about 40 small operations per block, and
         # Python's slice indexing costs several times a narrow.
-        x = weights.embedding[idx.reshape(rows)]  # (B T, hidden) float32: the residual stream
+        x = weights.embedding[idx.reshape(rows)].float()  # (B T, hidden) float32: the residual stream
         for layer, w in enumerate(weights.layers):
             qkv = product(normalized(x), w.qkv)  # (B T, 3 hidden)
             # RoPE on q and k at once, in float32: x * cos + (each pair swapped) * signed sin.

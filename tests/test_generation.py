@@ -299,3 +299,14 @@ def test_generated_tokens_are_ordinary_tensors_that_training_can_use(model):
     loss.backward()
     assert model.embedding.weight.grad is not None
     assert torch.is_grad_enabled()  # the caller's mode, between and after the steps
+
+
+def test_a_model_held_in_bfloat16_generates_in_float32_from_its_weights(model):
+    # bf16-true training keeps the parameters in bfloat16; its samples still generate (sampling.dtype float32).
+    held = NanoTrickster(CONFIG).eval().to(torch.bfloat16)
+    held.load_state_dict(model.state_dict())
+    widened = NanoTrickster(CONFIG).eval()
+    widened.load_state_dict({name: value.float() for name, value in held.state_dict().items()})
+    prompt = torch.randint(0, 40, (2, 4))
+    greedy = SamplingSettings(12, temperature=0)
+    assert torch.equal(held.generate(prompt, greedy), widened.generate(prompt, greedy))
