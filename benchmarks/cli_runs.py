@@ -17,12 +17,15 @@ CORPUS = REPO / "tests" / "data" / "tinyshakespeare.txt"
 """Tiny Shakespeare as shipped with the tests: no download, also on a machine without network."""
 
 
-def run_cli(command: list[str], timeout_s: float | None = None) -> tuple[str, float]:
-    """Run `python -m lightning_trickster COMMAND...` from the repository; its output (stdout, then stderr) and wall
-    seconds. Exits with the command's stderr on a non-zero status."""
+def run_cli(
+    command: list[str], timeout_s: float | None = None, program: str = "lightning_trickster"
+) -> tuple[str, float]:
+    """Run `python -m lightning_trickster COMMAND...` (or `python -m benchmarks HARNESS...` with program="benchmarks")
+    from the repository; its output (stdout, then stderr) and wall seconds. Exits with the command's stderr on a
+    non-zero status."""
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "lightning_trickster", *command],
+        [sys.executable, "-m", program, *command],
         cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
     seconds = time.perf_counter() - start

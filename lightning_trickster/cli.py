@@ -31,7 +31,13 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_tt.errors import TTError
 
 from lightning_trickster.callbacks import MetricsWriter, PredictionWriter, RunSummary, SampleText
-from lightning_trickster.checkpoint import DATAMODULE_KEY, read_checkpoint, reconcile_with_checkpoint, saved_settings
+from lightning_trickster.checkpoint import (
+    DATAMODULE_KEY,
+    check_same_architecture,
+    read_checkpoint,
+    reconcile_with_checkpoint,
+    saved_settings,
+)
 from lightning_trickster.commands import COMMANDS, Command, FitConfig
 from lightning_trickster.data import CorpusDataModule, data_args_from_tokenizer_state
 from lightning_trickster.errors import InvalidConfigError, StoppedBySignal, TricksterError
@@ -237,8 +243,9 @@ class TricksterCLI(LightningCLI):
         if self.command == "fit" and self.command_options is None:
             parser.add_argument(
                 "--init_from", type=str | None, default=None,
-                help="Start a new run from the weights of a .ckpt written by fit or a directory written by export, "
-                "with a fresh optimizer, schedule and step count; the model's shape and tokenizer are the source's.",
+                help="Start a new run from the weights of a .ckpt written by fit, a directory written by export, or a "
+                "Hugging Face Llama directory, with a fresh optimizer, schedule and step count; the model's shape and "
+                "tokenizer are the source's.",
             )  # fmt: skip
         if self.command_options is None:
             parser.add_argument(
@@ -379,6 +386,8 @@ class TricksterCLI(LightningCLI):
 
     # ------------------------------------------------------------------------------------------------ running
     def run(self) -> None:
+        if self.checkpoint is not None:  # before Lightning loads it: a fit that is already done loads nothing
+            check_same_architecture(self.checkpoint, self.model.hparams, self.model.state_dict())
         if self.command == "fit" and self.checkpoint is not None:
             step, max_steps = self.checkpoint.get("global_step", 0), self.trainer.max_steps
             if 0 < max_steps <= step:

@@ -23,7 +23,10 @@ from lightning_trickster.checkpoint import check_same_architecture, read_checkpo
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings
 from lightning_trickster.optim import Optimization, build_optimizer, warmup_cosine
-from lightning_trickster.reliability import working_cpp_compiler
+
+COMPILE_PAYS_FROM_STEPS = 500
+"""Fits shorter than this many optimizer steps train eagerly unless --model.compile true: compiling costs tens of
+seconds and saves a fraction of each step (docs/performance.md)."""
 
 
 def tokens_per_optimizer_step(windows: int, window_length: int, accumulate: int, processes: int) -> int:
@@ -66,8 +69,8 @@ class NanoTricksterModule(pl.LightningModule):
             optimization: optimizer, learning rates and schedule.
             sampling: how predict and the training samples generate text (None: SamplingSettings' defaults; on the
                 command line: --sampling.*).
-            compile: torch.compile the model (None: when fitting on CUDA, or on a CPU with a working C++
-                compiler).
+            compile: torch.compile the model (None: when fitting on CUDA for at least COMPILE_PAYS_FROM_STEPS steps,
+                and not under fast_dev_run; a CPU trains eagerly unless asked).
         """
         super().__init__()
         # Checkpoints hold plain values: a dict per settings group (load_from_checkpoint passes them back as dicts).
@@ -252,25 +255,22 @@ class NanoTricksterModule(pl.LightningModule):
             self.model.compile(dynamic=False)
 
     def _compile_enabled(self) -> bool:
-        # Auto: when fitting on CUDA, or on a CPU where inductor's C++ compiler works (docs/performance.md); a quick
-        # start on a machine without one trains eagerly and says so. Evaluations alone do not repay the compile time.
+        # Auto: only where it pays (docs/performance.md, "Compile only where it pays"). Fitting on CUDA, unless the
+        # run is fast_dev_run or shorter than COMPILE_PAYS_FROM_STEPS. Eager on a CPU: a 600-step cpu.yaml fit took
+        # 1.4-1.8x as long compiled with a cold inductor cache (0.8x with a warm one), and put off a newcomer's step 1
+        # by 40-50 s. Evaluations alone do not repay the compile time either.
         choice = self.hparams.compile
         if choice is not None:
             return choice
         if self._trainer is not None:
-            if self.trainer.state.fn != TrainerFn.FITTING:
+            trainer = self.trainer
+            if trainer.state.fn != TrainerFn.FITTING:
                 return False
-            if not isinstance(self.trainer.accelerator, (CPUAccelerator, CUDAAccelerator)):
+            if not isinstance(trainer.accelerator, (CPUAccelerator, CUDAAccelerator)):
                 return False  # other accelerators (tt) compute the model their own way
-        if self.device.type == "cuda":
-            return True
-        if self.device.type != "cpu":
-            return False
-        if working_cpp_compiler() is None:
-            rank_zero_info("no working C++ compiler found: training without torch.compile (install g++ for a ~15% "
-                           "faster step, or pass --model.compile false to silence this)")  # fmt: skip
-            return False
-        return True
+            if trainer.fast_dev_run or 0 <= trainer.max_steps < COMPILE_PAYS_FROM_STEPS:
+                return False
+        return self.device.type == "cuda"
 
     def configure_optimizers(self) -> dict[str, Any]:
         total_steps = self.trainer.max_steps

@@ -1,8 +1,11 @@
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # `import benchmarks` (the harnesses) however pytest was started
+    sys.path.append(str(REPO_ROOT))
 # Tiny Shakespeare ships with the tests (public domain, 1.1 MB), so a fresh clone runs every test offline.
 TINY_SHAKESPEARE = REPO_ROOT / "tests" / "data" / "tinyshakespeare.txt"
 

@@ -19,6 +19,8 @@ from conftest import TINY_SHAKESPEARE, fit_args, write_small_corpus
 from faults import OFFLINE, InjectNonFiniteLoss, SignalDuringStep, child_environment, injector, no_cpp_compiler
 from realfaults import PAGE, fill, small_filesystem
 
+from benchmarks.__main__ import HARNESSES
+from benchmarks.__main__ import main as benchmarks_main
 from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
 
@@ -42,9 +44,10 @@ NOT_FOLLOWABLE_HERE = {
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    """cli.main in this process: (exit status, stdout, stderr); a traceback would escape as an exception."""
+    """cli.main (or the benchmarks' runner, for a harness) in this process: (exit status, stdout, stderr); a traceback
+    would escape as an exception."""
     try:
-        main(args)
+        (benchmarks_main if args and args[0] in HARNESSES else main)(args)
     except SystemExit as exit_info:
         status = exit_info.code
     else:

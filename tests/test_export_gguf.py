@@ -192,7 +192,7 @@ def test_a_bpe_without_merges_still_has_the_merges_llama_cpp_requires(tmp_path_f
 def test_a_bpe_that_is_not_byte_level_is_a_clear_error(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    hf = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+    hf = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2, "[UNK]": 3}, [("a", "b")], unk_token="[UNK]"))
     hf.pre_tokenizer = pre_tokenizers.Whitespace()
     with pytest.raises(TricksterError, match="byte-level BPE.*--format hf"):
         gguf_vocabulary(BPETokenizer(hf.to_str()))

@@ -38,7 +38,7 @@ def legacy_run(tmp_path, monkeypatch) -> Path:
 
 def test_the_fixture_really_has_the_old_layout():
     raw = torch.load(LEGACY / "last.ckpt", weights_only=True)
-    assert "CorpusDataModule" in raw and DATAMODULE_KEY not in raw
+    assert "ShakespeareDataModule" in raw and DATAMODULE_KEY not in raw
     assert {"learning_rate", "temperature", "optimizer"} <= set(raw["hyper_parameters"])
     assert "temperature:" in (LEGACY / "config.yaml").read_text()
 
@@ -64,7 +64,13 @@ def test_predict_from_an_old_checkpoint_uses_its_sampling_settings(legacy_run, c
           "--data.prompts", '["ROMEO:"]', "--sampling.max_new_tokens", "5", "-q"])  # fmt: skip
     (predictions,) = legacy_run.glob("eval/predict-*/predictions.jsonl")
     record = json.loads(predictions.read_text().splitlines()[0])
-    assert record["settings"] == {"max_new_tokens": 5, "temperature": 0.5, "top_k": 10, "top_p": None}
+    assert record["settings"] == {
+        "max_new_tokens": 5,
+        "temperature": 0.5,
+        "top_k": 10,
+        "top_p": None,
+        "dtype": "float32",
+    }
     assert len(record["completion"]) == 5 and record["step"] == 3
 
 

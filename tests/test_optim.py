@@ -1,5 +1,7 @@
 """The optimizer switch: AdamW everywhere, or Muon for the blocks' matrices with AdamW for the rest."""
 
+import copy
+
 import pytest
 import torch
 from conftest import fit_args
@@ -73,3 +75,57 @@ def test_an_unknown_optimizer_or_a_bad_muon_learning_rate_is_one_line(small_corp
         assert stopped.value.code != 0
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err
+
+
+SHAPES = [(48, 16), (16, 16), (40, 16), (40, 16), (16, 40), (48, 16), (16, 16), (40, 16), (16, 40), (7, 11)]
+"""Tall, wide and square matrices; a tall and a wide one of the same two sides share a batch (40x16 and 16x40)."""
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_the_batched_muon_update_is_torchs_per_matrix_update_bit_for_bit(nesterov):
+    from lightning_trickster.optim import BatchedMuon
+
+    draw = torch.Generator().manual_seed(0)
+    theirs = [torch.nn.Parameter(torch.randn(shape, generator=draw)) for shape in SHAPES]
+    ours = [torch.nn.Parameter(p.detach().clone()) for p in theirs]
+    settings = dict(lr=0.03, weight_decay=0.1, nesterov=nesterov)
+    reference, batched = torch.optim.Muon(theirs, **settings), BatchedMuon(ours, **settings)
+    for step in range(4):
+        for mine, their in zip(ours, theirs, strict=True):
+            their.grad = torch.randn(their.shape, generator=draw)
+            mine.grad = their.grad.clone()
+        if step == 2:  # a matrix without a gradient is left alone by both
+            theirs[3].grad = ours[3].grad = None
+        reference.step()
+        batched.step()
+        for mine, their in zip(ours, theirs, strict=True):
+            assert torch.equal(mine, their), step
+    # The same state in the same format: a checkpoint of either loads into the other.
+    state, reference_state = batched.state_dict(), reference.state_dict()
+    assert state["state"].keys() == reference_state["state"].keys()
+    for index, entry in state["state"].items():
+        assert torch.equal(entry["momentum_buffer"], reference_state["state"][index]["momentum_buffer"])
+    assert state["param_groups"] == reference_state["param_groups"]
+
+
+def test_the_muon_optimizer_batches_by_default_and_resumes_from_torchs_state():
+    from lightning_trickster.optim import BatchedMuon
+
+    module = muon_module()
+    optimizer, _ = module.optimizer_and_schedule(total_steps=10)
+    assert isinstance(optimizer.muon, BatchedMuon)
+    _, loss = module.model(torch.randint(0, 40, (2, 16)), torch.randint(0, 40, (2, 16)))
+    loss.backward()
+    # A checkpoint written while torch.optim.Muon stepped (before batching) loads and steps on as torch's would.
+    matrices = optimizer.muon.param_groups[0]["params"]
+    per_matrix = torch.optim.Muon(matrices, lr=0.02, weight_decay=0.1)
+    per_matrix.step()
+    optimizer.muon.load_state_dict(copy.deepcopy(per_matrix.state_dict()))  # its own buffers, as from a file
+    before = [p.detach().clone() for p in matrices]
+    per_matrix.step()
+    expected = [p.detach().clone() for p in matrices]
+    with torch.no_grad():
+        for p, value in zip(matrices, before, strict=True):
+            p.copy_(value)
+    optimizer.muon.step()
+    assert all(torch.equal(p, e) for p, e in zip(matrices, expected, strict=True))

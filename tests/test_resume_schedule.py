@@ -87,3 +87,22 @@ def test_init_from_with_a_contradicting_shape_option_is_one_line(small_corpus, t
     with pytest.raises(SystemExit):
         main(fit_args(small_corpus, tmp_path / "new", "--init_from", str(source), "--ckpt_path", str(source)))
     assert "pass one of them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "byte"])
+def test_init_from_reads_back_a_hugging_face_export_exactly(tokenizer, small_corpus, tmp_path, caplog):
+    pytest.importorskip("transformers")  # CI installs the export extra; this guards only a bare install
+    from lightning_trickster.checkpoint import load_trained_model
+    from lightning_trickster.init_from import read_initial_weights
+
+    main(fit_args(small_corpus, tmp_path / "source", "--data.tokenizer", tokenizer, max_steps=1))
+    source = run_dir(tmp_path / "source") / "checkpoints" / "last.ckpt"
+    main(["export", "--ckpt_path", str(source), "--out", str(tmp_path / "hf"), "--format", "hf"])
+    trained = load_trained_model(source)
+    initial = read_initial_weights(str(tmp_path / "hf"))
+    assert initial.tokenizer.state_dict() == trained.tokenizer.state_dict()
+    for name, tensor in trained.model.state_dict().items():
+        assert torch.equal(initial.weights[name], tensor), name
+    args = fit_args(small_corpus, tmp_path / "new", "--init_from", str(tmp_path / "hf"), max_steps=1)
+    main(args)
+    assert any(r.getMessage().startswith("init: weights from the Hugging Face Llama model") for r in caplog.records)

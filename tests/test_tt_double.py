@@ -1,12 +1,18 @@
-"""The ttml double behaves as the v0.81.1-era ttml where the plugin's correctness depends on it: it rejects the
-wrong calls the real library rejects, and it has the semantics that trip a naive plugin (lazy 1x1 device, bfloat16
-compute, HALF assign, uninitialised gradients after zero_grad, attribute auto-registration, a one-argument
-synchronize_gradients that needs a parallelism context, enable_fabric's environment)."""
+"""The ttml double behaves as the 2026 (v0.81.1-era) ttml where the plugin's correctness depends on it: its
+signatures are the real bindings' (lightning_tt.bindings, read from the tt-metal sources), it rejects the wrong
+calls the real library rejects, and it has the semantics that trip a naive plugin (lazy 1x1 device, bfloat16
+compute, HALF assign, zero_grad writing zeros, attribute auto-registration, a one-argument synchronize_gradients that
+needs a parallelism context, enable_fabric's environment, the Metal context reading the descriptor once, one dropout
+mask for every chip, bfloat16 AdamW against float32 masters)."""
+
+import re
 
 import numpy as np
 import pytest
 import torch
-from lightning_tt.symbols import PLUGIN_SYMBOLS, check_all, format_table
+from lightning_tt.bindings import BINDINGS, binding
+from lightning_tt.bridge import round_to_bfloat16
+from lightning_tt.symbols import PLUGIN_SYMBOLS, check_all, format_table, parameter_lists, resolve
 from ttml_double import harness
 
 tt_double = harness.tt_double  # the fixture: ttml/ttnn doubles in place for one test
@@ -16,16 +22,45 @@ def open_chip(ttml, shape=(1, 1)):
     ttml.autograd.AutoContext.get_instance().open_device(list(shape))
 
 
-def weight(ttml, ttnn, shape, dtype=None):
+def weight(ttml, ttnn, shape, dtype=None, value=0.0):
     return ttml.autograd.Tensor.from_numpy(
-        np.zeros(shape, np.float32), ttnn.Layout.TILE, dtype or ttnn.DataType.BFLOAT16
+        np.full(shape, value, np.float32), ttnn.Layout.TILE, dtype or ttnn.DataType.BFLOAT16
     )
 
 
-def test_the_double_has_every_symbol_the_plugin_calls_with_its_parameter_names(tt_double):
+def test_the_double_has_every_symbol_of_the_bindings_table_with_the_real_parameter_names(tt_double):
+    for row in BINDINGS:
+        obj = resolve(row.path)
+        if row.overloads is None:
+            continue
+        names = parameter_lists(obj, row.path.rsplit(".", 1)[-1])
+        assert len(names) == 1 and tuple(names[0]) in row.overloads, (row.path, names, row.overloads)
+
+
+def test_tt_check_expects_what_the_table_records_and_passes_on_the_double(tt_double):
+    assert [s.path for s in PLUGIN_SYMBOLS] == [row.path for row in BINDINGS]
+    for symbol in PLUGIN_SYMBOLS:
+        row = binding(symbol.path)
+        assert symbol.parameters is None or row.overloads[0][: len(symbol.parameters)] == symbol.parameters
     checks = check_all()
-    assert len(checks) == len(PLUGIN_SYMBOLS)
     assert all(c.ok for c in checks), format_table([c for c in checks if not c.ok])
+
+
+def test_every_row_names_its_source_file_and_commit():
+    for row in BINDINGS:
+        source, commit = row.source
+        assert source.startswith(("tt-train/sources/ttml/", "ttnn==0.81.1")), row.path
+        assert re.fullmatch(r"[0-9a-f]{40}|index file id \d+ .*|v0\.81\.1, .*", commit), row.path
+    # nanobind names an un-annotated parameter "arg", positional-only (checked on the real wheel in tests/ttnn_host)
+    assert binding("ttml.core.distributed.enable_fabric").overloads == (("arg", "/"),)
+
+
+def test_enable_fabric_takes_its_chip_count_positionally_as_the_binding_does(tt_double, monkeypatch, tmp_path):
+    monkeypatch.setenv("TT_METAL_RUNTIME_ROOT", str(tmp_path))
+    with pytest.raises(TypeError):
+        tt_double.core.distributed.enable_fabric(num_devices=2)  # what the plugin once called: no such keyword
+    tt_double.core.distributed.enable_fabric(2)
+    assert tt_double.autograd.AutoContext.get_instance().events == ["enable_fabric"]
 
 
 def test_get_device_opens_a_1x1_device_when_none_is_open_and_a_mesh_cannot_open_after(tt_double):
@@ -62,7 +97,7 @@ def test_assign_copies_the_half_precision_value(tt_double):
     assert target.to_numpy(ttnn.DataType.FLOAT32)[0, 0, 0, 0] == 1.0  # rounded to bfloat16
 
 
-def test_zero_grad_leaves_gradients_uninitialised(tt_double):
+def test_zero_grad_writes_zeros_as_the_2026_adamw_does(tt_double):
     import ttnn
 
     open_chip(tt_double)
@@ -73,7 +108,8 @@ def test_zero_grad_leaves_gradients_uninitialised(tt_double):
     config = tt_double.optimizers.AdamWConfig.make(1e-3, 0.9, 0.95, 1e-8, 0.0)
     optimizer = tt_double.optimizers.AdamW(module.parameters(), config)
     optimizer.zero_grad()
-    assert not module.w.is_grad_initialized() and module.w.get_grad_tensor() is None
+    assert module.w.is_grad_initialized()
+    np.testing.assert_array_equal(module.w.get_grad_tensor().to_numpy(ttnn.DataType.FLOAT32), 0.0)
 
 
 def test_any_attribute_with_get_value_becomes_a_parameter(tt_double):
@@ -182,3 +218,129 @@ def test_backward_after_reset_graph_fails(tt_double):
     tt_double.autograd.AutoContext.get_instance().reset_graph()
     with pytest.raises(RuntimeError, match="reset"):
         loss.backward(False)
+
+
+@pytest.mark.parametrize("counted_first", [True, False])
+def test_counting_chips_before_the_descriptor_is_set_leaves_collectives_on_the_wrong_topology(
+    counted_first, tt_double, monkeypatch, tmp_path
+):
+    """tt-train's T3K test: counting starts the Metal context, which reads TT_MESH_GRAPH_DESC_PATH once; counted
+    before enable_fabric sets it, the 1x8 mesh's collectives deadlock (the double raises where the chip hangs)."""
+    import ttnn
+
+    ttnn.DOUBLE_CHIPS = 8
+    descriptor = tmp_path / "t3k_1x8.textproto"
+    monkeypatch.delenv("TT_MESH_GRAPH_DESC_PATH", raising=False)
+    if counted_first:
+        ttnn.GetNumAvailableDevices()
+    monkeypatch.setenv("TT_MESH_GRAPH_DESC_PATH", str(descriptor))
+    tt_double.core.distributed.enable_fabric(8)
+    assert ttnn.GetNumAvailableDevices() == 8
+    open_chip(tt_double, (1, 8))
+    context = tt_double.autograd.AutoContext.get_instance()
+    context.initialize_parallelism_context(tt_double.autograd.DistributedConfig(enable_ddp=True))
+    module = tt_double.modules.AbstractModuleBase()
+    module.w = weight(tt_double, ttnn, (1, 1, 1, 32), value=1.0)
+    tt_double.ops.unary.mean(tt_double.ops.binary.mul(module.w, 2.0)).backward(False)
+    if counted_first:
+        assert [None, str(descriptor)] == ttnn.DESCRIPTORS_AT_COUNT
+        with pytest.raises(RuntimeError, match="all_reduce would hang: the Metal context started on auto-discovery"):
+            tt_double.core.distributed.synchronize_gradients(module.parameters())
+    else:
+        tt_double.core.distributed.synchronize_gradients(module.parameters())
+        assert [str(descriptor)] == ttnn.METAL_CONTEXT_DESCRIPTOR
+
+
+def dropout_masks(ttml, ttnn, chips, per_device):
+    open_chip(ttml, (1, chips))
+    ttml.autograd.AutoContext.get_instance().set_seed(7)
+    x = weight(ttml, ttnn, (1, 1, 32, 32), value=1.0)
+    out = ttml.ops.dropout.dropout(x, 0.5, use_per_device_seed=per_device)
+    ttml.ops.unary.mean(out).backward(False)
+    kept = [s.detach() != 0 for s in out._shards]
+    grads = [s.grad != 0 for s in x._shards]
+    return kept, grads
+
+
+@pytest.mark.parametrize("per_device", [False, True])
+def test_dropout_draws_one_mask_for_every_chip_unless_per_device_seeds_are_asked_for(
+    per_device, tt_double, monkeypatch, tmp_path
+):
+    import ttnn
+
+    ttnn.DOUBLE_CHIPS = 2
+    monkeypatch.setenv("TT_METAL_RUNTIME_ROOT", str(tmp_path))
+    tt_double.core.distributed.enable_fabric(2)
+    kept, grads = dropout_masks(tt_double, ttnn, 2, per_device)
+    assert 0.3 < float(kept[0].float().mean()) < 0.7  # about half kept
+    assert torch.equal(kept[0], kept[1]) != per_device  # the same mask on both chips unless per-device seeds
+    for chip in range(2):
+        assert torch.equal(grads[chip], kept[chip])  # backward applies the forward's mask
+
+
+def run_optimizer(ttml, ttnn, kind, steps=40, lr=1e-4, value=1.0, stochastic=False):
+    """A weight at `value` and a constant gradient, `steps` AdamW steps of about lr each."""
+    ttml.autograd.AutoContext.get_instance().get_device()  # the 1x1 device (opened on first use)
+    module = ttml.modules.AbstractModuleBase()
+    module.w = weight(ttml, ttnn, (1, 1, 32, 32), value=value)
+    if kind == "AdamW":
+        config = ttml.optimizers.AdamWConfig.make(lr, 0.9, 0.999, 1e-8, 0.0, False, stochastic)
+        optimizer = ttml.optimizers.AdamW(module.parameters(), config)
+    else:
+        config = ttml.optimizers.AdamWFullPrecisionConfig.make(lr, 0.9, 0.999, 1e-8, 0.0)
+        optimizer = ttml.optimizers.AdamWFullPrecision(module.parameters(), config)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        ttml.ops.unary.mean(ttml.ops.binary.mul(module.w, 1.0)).backward(False)
+        ttml.autograd.AutoContext.get_instance().reset_graph()
+        optimizer.step()
+    return module.w.to_numpy(ttnn.DataType.FLOAT32), optimizer.get_state_dict()
+
+
+def bfloat16_exact(array):
+    return np.array_equal(array, round_to_bfloat16(array))
+
+
+def test_an_update_below_half_a_bfloat16_step_is_lost_with_adamw_and_kept_by_masters_or_stochastic_rounding(
+    tt_double,
+):
+    """40 steps of ~1e-4 on weights at 1.0, where bfloat16's step is 2^-8 below 1.0: plain AdamW (nearest rounding)
+    never moves them; AdamWFullPrecision's float32 masters move by ~4e-3 and the bfloat16 weights follow; stochastic
+    rounding moves them by the same amount on average."""
+    import ttnn
+
+    nearest, state = run_optimizer(tt_double, ttnn, "AdamW")
+    assert np.all(nearest == 1.0)
+    moments = state["exp_avg"]["AbstractModuleBase/w"].to_numpy(ttnn.DataType.FLOAT32)
+    assert bfloat16_exact(moments) and state["steps"] == 40  # bfloat16 moments
+
+    weights, state = run_optimizer(tt_double, ttnn, "AdamWFullPrecision")
+    masters = state["master_weights"]["AbstractModuleBase/w"].to_numpy(ttnn.DataType.FLOAT32)
+    np.testing.assert_allclose(masters, 1.0 - 40 * 1e-4, atol=2e-4)  # float32 masters took every step
+    assert not bfloat16_exact(masters) and bfloat16_exact(weights)
+    np.testing.assert_array_equal(weights, round_to_bfloat16(masters))  # their bfloat16 copy is the weight
+    assert np.all(weights < 1.0)
+    assert not bfloat16_exact(state["exp_avg"]["AbstractModuleBase/w"].to_numpy(ttnn.DataType.FLOAT32))
+
+    stochastic, _ = run_optimizer(tt_double, ttnn, "AdamW", stochastic=True)
+    assert bfloat16_exact(stochastic) and len(np.unique(stochastic)) > 1
+    assert abs(float(stochastic.mean()) - (1.0 - 40 * 1e-4)) < 1e-3  # right on average
+
+
+def test_optimizer_state_round_trips_and_sets_the_step_count(tt_double):
+    import ttnn
+
+    _, state = run_optimizer(tt_double, ttnn, "AdamW", steps=3)
+    context = tt_double.autograd.AutoContext.get_instance()
+    module = tt_double.modules.AbstractModuleBase()
+    module.w = weight(tt_double, ttnn, (1, 1, 32, 32), value=1.0)
+    config = tt_double.optimizers.AdamWConfig.make(1e-4, 0.9, 0.999, 1e-8, 0.0)
+    optimizer = tt_double.optimizers.AdamW(module.parameters(), config)
+    fresh = optimizer.get_state_dict()
+    assert fresh["steps"] == 0 and set(fresh) == {"steps", "lr", "exp_avg", "exp_avg_sq", "amsgrad"}
+    with pytest.raises(RuntimeError, match="exp_avg must be NamedParameters"):
+        optimizer.set_state_dict({**fresh, "exp_avg": {"AbstractModuleBase/w": state["exp_avg"]}})
+    optimizer.set_state_dict({**fresh, "steps": 3, "exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"]})
+    restored = optimizer.get_state_dict()
+    assert restored["steps"] == 3 and restored["exp_avg"] is state["exp_avg"]
+    assert context.get_device().shape == (1, 1)

@@ -13,8 +13,6 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lightning_trickster.commands.bench import bench, bench_generation
-from lightning_trickster.commands.bench_data import bench_data
 from lightning_trickster.commands.complete import complete
 from lightning_trickster.commands.export import export
 from lightning_trickster.commands.fit_config import FitConfig
@@ -30,7 +28,7 @@ from lightning_trickster.commands.tt_check import tt_check
 class Command:
     function: Callable[..., None]
     options_group: str | None = None
-    """A prefix for the function's own options (bench: --bench.steps), where they could be mistaken for fit's."""
+    """A prefix for the function's own options (harness bench: --bench.steps), where they could be taken for fit's."""
     positional: bool = False
     """Required parameters are positional (plot RUN_DIR) instead of --options."""
 
@@ -47,9 +45,6 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "prepare": Command(prepare),
     "info": Command(info),
-    "bench": Command(bench, options_group="bench"),
-    "bench-generation": Command(bench_generation),
-    "bench-data": Command(bench_data),
     "sweep": Command(sweep),
     "stages": Command(stages),
     "complete": Command(complete),

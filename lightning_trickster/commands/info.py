@@ -135,26 +135,19 @@ def trainer_settings(fit_config: FitConfig) -> dict[str, Any]:
     return fit_config.config.trainer.as_dict()
 
 
-def info(fit_config: FitConfig, measure: int = 0) -> None:
+def info(fit_config: FitConfig) -> None:
     """Exact parameter counts and per-device memory/FLOP estimates for a training configuration.
 
     The model is built on the meta device (no memory); the vocabulary comes from the configured tokenizer (the char
-    tokenizer reads --data.path, or tiny Shakespeare).
+    tokenizer reads --data.path, or tiny Shakespeare). `python -m benchmarks memory` checks the estimate against a
+    measured run.
 
     Args:
         fit_config: the configuration, read as fit reads it.
-        measure: also train this many steps of this shape here (one process) and compare measured peak memory with
-            the estimate (0: do not measure).
     """
-    if measure < 0:
-        raise InvalidConfigError(f"--measure must be >= 0, got {measure}")
     with torch.device("meta"):
         module, data = fit_config.instantiate()
     model = module.model
     vocab_note = f"{data.hparams.tokenizer} tokenizer"  # a BPE still to be trained has its size, not yet its merges
     layout, checkpointing, notes = run_layout(trainer_settings(fit_config), data.hparams.batch_size)
     print(describe(model, layout, checkpointing, vocab_note, notes), flush=True)
-    if measure:
-        from lightning_trickster.commands.measure import compare_with_measurement
-
-        print(compare_with_measurement(model, layout, measure), flush=True)

@@ -1,24 +1,32 @@
-"""TTAccelerator: the `tt` accelerator. Finds chips through ttnn; the TT strategy opens and drives them."""
+"""TTAccelerator: the `tt` accelerator. Checks that ttnn and ttml import; the TT strategy counts, opens and drives
+the chips.
+
+It never counts chips: Lightning builds the accelerator before a strategy given by name, and counting starts the
+Metal context, which reads the mesh graph descriptor once; a mesh's descriptor and fabric must be set first
+(lightning_tt.fabric.open_mesh counts after them)."""
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 import torch
 from lightning.pytorch.accelerators import Accelerator
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_tt import ACCELERATOR_NAME, bridge
+from lightning_tt import ACCELERATOR_NAME, bridge, fabric
 from lightning_tt.errors import TTHardwareError
 
 
 class TTAccelerator(Accelerator):
-    """Tenstorrent chips (Wormhole/Blackhole) driven by ttml. Needs ttnn, ttml and at least one chip."""
+    """Tenstorrent chips (Wormhole/Blackhole) driven by ttml. Needs ttnn and ttml; the strategy needs the chips."""
 
     def __init__(self) -> None:
         # Lightning builds the accelerator from its registered name before it checks is_available(): failing here
-        # gives the user the exact missing piece instead of Lightning's generic "not available" message.
-        problem = bridge.setup_problem()
+        # gives the user the exact missing piece instead of Lightning's generic "not available" message. No chip
+        # count here (module docstring): a machine without chips is told so when the strategy opens them.
+        problem = bridge.setup_problem(devices_wanted=0)
         if problem:
             raise TTHardwareError(problem)
         super().__init__()
@@ -57,14 +65,21 @@ class TTAccelerator(Accelerator):
 
     @staticmethod
     def auto_device_count() -> int:
-        ttnn = bridge.import_optional("ttnn")
-        return bridge.count_devices(ttnn)[0] if ttnn is not None else 0
+        """--trainer.devices auto: the chips of the mesh graph descriptor TT_MESH_GRAPH_DESC_PATH names, else 1
+        (without counting, module docstring); pass --trainer.devices for a mesh."""
+        path = os.environ.get(fabric.DESCRIPTOR_VARIABLE)
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as file:
+                dims = fabric.descriptor_dims(file.read())
+            if dims:
+                return math.prod(dims)
+        return 1
 
     @staticmethod
     def is_available() -> bool:
-        """True when ttnn and ttml import and ttnn sees a chip. Never raises."""
+        """True when ttnn and ttml import (chips are counted when the strategy opens them). Never raises."""
         try:
-            return bridge.setup_problem() is None
+            return bridge.setup_problem(devices_wanted=0) is None
         except Exception:  # noqa: BLE001 - availability probing must not fail
             return False
 

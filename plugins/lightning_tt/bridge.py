@@ -23,10 +23,12 @@ TILE_SIZE = 32
 TTNN_VERSION = "0.81.1"
 """The ttnn release this plugin was checked against (its host APIs, in CI); ttml must be built from the same tag."""
 
-PRECISION_TO_DTYPE = {"bf16-true": "BFLOAT16"}
-"""Lightning precision string -> ttnn.DataType of parameters and activations on the device. Only bf16-true: the
-v0.81.1-era ttml computes in bfloat16 even on FLOAT32 tensors (autocast_tensor.cpp), and its AdamW updates their
-bfloat16 copy (optimizers/adamw.cpp @ 013b2173), so float32 master weights would not be kept."""
+PRECISION_TO_DTYPE = {"bf16-true": "BFLOAT16", "bf16-mixed": "BFLOAT16"}
+"""Lightning precision string -> ttnn.DataType of parameters and activations on the device. Both compute in
+bfloat16 (the v0.81.1-era ttml computes in bfloat16 even on FLOAT32 tensors: autocast_tensor.cpp, get_value()
+defaults to HALF). bf16-true updates the bfloat16 weights with ttml's AdamW (bfloat16 moments; optimizers/adamw.cpp
+@ 013b2173); bf16-mixed keeps float32 master weights and moments in ttml's AdamWFullPrecision and writes their
+bfloat16 copy back after each step (optimizers/adamw_full_precision.cpp @ 013b2173)."""
 
 INSTALL_TTNN = f"pip install ttnn=={TTNN_VERSION} (wheels exist for CPython 3.10 and 3.12 only)"
 BUILD_TTML = (
@@ -87,8 +89,12 @@ def count_devices(ttnn: Any) -> tuple[int, str | None]:
         return 0, first_line
 
 
-def setup_problem(need_ttml: bool = True, devices_wanted: int = 1) -> str | None:
-    """One line naming everything that stops TT training here and how to fix it; None when nothing does."""
+def setup_problem(need_ttml: bool = True, devices_wanted: int = 0) -> str | None:
+    """One line naming everything that stops TT training here and how to fix it; None when nothing does.
+
+    Chips are counted only when devices_wanted > 0: counting starts the Metal context, which reads the mesh graph
+    descriptor once, so nothing that may run before a mesh's descriptor and fabric are set (the accelerator, which
+    Lightning builds first) may count (lightning_tt.fabric)."""
     problems = []
     ttnn_problem = import_problem("ttnn")
     if ttnn_problem:
@@ -97,7 +103,7 @@ def setup_problem(need_ttml: bool = True, devices_wanted: int = 1) -> str | None
         ttml_problem = import_problem("ttml")
         if ttml_problem and ttml_problem != ttnn_problem:
             problems.append(ttml_problem)
-    if not ttnn_problem:
+    if not ttnn_problem and devices_wanted > 0:
         found, reason = count_devices(importlib.import_module("ttnn"))
         if found < devices_wanted:
             detail = f" (ttnn: {reason})" if reason else ""
@@ -232,19 +238,20 @@ def pad_rows(array: np.ndarray, multiple: int) -> np.ndarray:
 
 
 PRECISION_32_REFUSED = (
-    "--trainer.precision '32-true' is not supported on Tenstorrent: ttml (v0.81.1) computes in bfloat16 even on "
-    "float32 tensors and its AdamW updates their bfloat16 copy, so float32 weights would not be kept; use "
-    "--trainer.precision bf16-true"
+    "--trainer.precision '32-true' is not supported on Tenstorrent: ttml (v0.81.1) has no float32 compute, every op "
+    "reads the bfloat16 copy of a float32 tensor; for float32 master weights use --trainer.precision bf16-mixed "
+    "(bfloat16 compute, ttml's AdamWFullPrecision), or bf16-true"
 )
 
 
 def ttnn_dtype(ttnn: Any, precision: str) -> Any:
-    """The ttnn.DataType for a Lightning precision string (only 'bf16-true' runs on the chip)."""
+    """The ttnn.DataType of weights and activations for a Lightning precision string (bf16-mixed, bf16-true)."""
     if precision not in PRECISION_TO_DTYPE:
         if precision == "32-true":
             raise TTConfigError(PRECISION_32_REFUSED)
         raise TTConfigError(
-            f"--trainer.precision {precision!r} is not supported on Tenstorrent: use --trainer.precision bf16-true"
+            f"--trainer.precision {precision!r} is not supported on Tenstorrent: use --trainer.precision bf16-mixed "
+            "(float32 master weights) or bf16-true"
         )
     return getattr(ttnn.DataType, PRECISION_TO_DTYPE[precision])
 

@@ -1,11 +1,15 @@
-"""TTMeshStrategy ("tt_ddp"): data-parallel training over a mesh of Tenstorrent chips ([1, 2] N300, [2, 4] T3K or
-LoudBox, [8, 4] Galaxy), from one process.
+"""TTMeshStrategy ("tt_ddp"): data-parallel training over a mesh of Tenstorrent chips (N300, T3K or LoudBox,
+Galaxy: the shape is the machine's mesh graph descriptor's, [1, 2], [2, 4], [8, 4] in the 0.81.1 wheel), from one
+process.
 
 One Python process drives every local chip through ttml (tt-train's process model: one process per host):
 - Lightning sees one process (world_size 1, global_rank 0) but `trainer.num_devices` is the number of chips: the
   strategy is a ParallelStrategy whose parallel_devices are the chip ids, and it does the data parallelism itself;
-- setup: check the environment and the machine's mesh graph descriptor, enable the fabric, open the mesh, and on a
-  line mesh set up ttml's own DDP context (lightning_tt.fabric.open_mesh);
+- construction: resolve the mesh graph descriptor (the one named, or the installed one for the chip count, or a
+  line descriptor) and export TT_MESH_GRAPH_DESC_PATH, so that it is set before anything can count chips
+  (Lightning builds a strategy given in the config before the accelerator);
+- setup: check the descriptor against the mesh, enable the fabric, then count and open the chips, and on a line
+  mesh set up ttml's own DDP context (lightning_tt.fabric.open_mesh);
 - each batch Lightning hands over is the *global* micro-batch: data.batch_size windows, split row-wise over all the
   chips in row-major chip order by ttml's shard_tensor_to_mesh_mapper(device, 0) (no cluster axis: the whole mesh);
   a batch that does not split evenly is a config error;
@@ -23,8 +27,8 @@ batch), and with one process reduce/all_gather/broadcast/barrier are identities 
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -43,18 +47,36 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
     def __init__(
         self,
         mesh_shape: list[int] | None = None,
+        mesh_graph_descriptor: str | None = None,
+        stochastic_rounding: bool = False,
         accelerator: Any = None,
         checkpoint_io: Any = None,
         precision_plugin: Any = None,
     ) -> None:
         """
         Args:
-            mesh_shape: chips as [rows, cols], as the machine's mesh graph descriptor has them: [1, 2] N300,
-                [2, 4] T3K/LoudBox, [8, 4] Galaxy. Default: the descriptor's shape for --trainer.devices chips when
-                the environment names one, else [1, devices].
+            mesh_shape: chips as [rows, cols]; it must be the mesh graph descriptor's shape (a mismatch names both).
+                Default: the descriptor's shape. [1, 8] / [1, 32] without a descriptor named is the line mesh
+                option: TT_MESH_GRAPH_DESC_PATH then points at tt-metal's t3k_1x8 / galaxy_1x32 descriptor.
+            mesh_graph_descriptor: the machine's mesh graph descriptor, a file name in the installed descriptor
+                directories (e.g. t3k_mesh_graph_descriptor.textproto, which the T3K preset names) or a path.
+                Default: TT_MESH_GRAPH_DESC_PATH if set, else the one ttml's enable_fabric picks for
+                --trainer.devices chips (8: t3k, 32: single_galaxy).
+            stochastic_rounding: bf16-true only, see lightning_tt.strategy.TTStrategy.
         """
-        super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision_plugin=precision_plugin)
+        super().__init__(
+            accelerator=accelerator,
+            checkpoint_io=checkpoint_io,
+            precision_plugin=precision_plugin,
+            stochastic_rounding=stochastic_rounding,
+        )
         self._requested_shape = None if mesh_shape is None else fabric.check_mesh_shape(mesh_shape)
+        self._descriptor = mesh_graph_descriptor
+        if self._requested_shape is not None or mesh_graph_descriptor is not None:
+            # Export the descriptor now, before Lightning builds the accelerator; problems are reported (with the
+            # fix) when the mesh opens, before any chip is touched.
+            with contextlib.suppress(TTConfigError, TTHardwareError):
+                fabric.export_descriptor(fabric.resolve_mesh(self._requested_shape, None, mesh_graph_descriptor))
         self._opened_shape: list[int] | None = None
         """The shape resolved when the mesh opened (the default reads the environment's descriptor once)."""
         self._batch_mapper: Any = None
@@ -87,15 +109,17 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
     def mesh_shape(self) -> list[int]:
         if self._opened_shape is not None:
             return list(self._opened_shape)
+        return self.mesh_plan().shape
+
+    def mesh_plan(self) -> fabric.MeshPlan:
+        """The mesh and its descriptor (lightning_tt.fabric.resolve_mesh), checked against --trainer.devices."""
         chips_asked = len(self.parallel_devices) if self.parallel_devices else None
-        if self._requested_shape is None:
-            return default_mesh_shape(chips_asked or 1)
-        if chips_asked is not None and chips_asked != math.prod(self._requested_shape):
+        if self._requested_shape is not None and chips_asked not in (None, math.prod(self._requested_shape)):
             raise TTConfigError(
                 f"strategy 'tt_ddp' mesh_shape {self._requested_shape} has {math.prod(self._requested_shape)} chips "
                 f"but --trainer.devices is {chips_asked}: set them to the same number of chips"
             )
-        return list(self._requested_shape)
+        return fabric.resolve_mesh(self._requested_shape, chips_asked or 1, self._descriptor)
 
     @property
     def data_parallel_size(self) -> int:
@@ -221,14 +245,9 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
 
 
 def default_mesh_shape(chips: int) -> list[int]:
-    """The shape of the descriptor enable_fabric would use for this many chips, if the environment names one that
-    exists; else one row [1, chips]."""
+    """The shape of the descriptor that describes this many chips (lightning_tt.fabric.resolve_mesh), if one can
+    be found; else one row [1, chips]."""
     try:
-        path = fabric.descriptor_path(chips, os.environ) if chips > 1 else None
-    except TTHardwareError:
-        path = None  # reported when the mesh opens, with the fix
-    if path is not None and path.is_file():
-        dims = fabric.descriptor_dims(path.read_text(encoding="utf-8", errors="replace"))
-        if dims and math.prod(dims) == chips:
-            return dims
-    return [1, chips]
+        return fabric.resolve_mesh(None, chips).shape
+    except (TTConfigError, TTHardwareError):
+        return [1, chips]  # reported when the mesh opens, with the fix

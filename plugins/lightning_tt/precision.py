@@ -1,4 +1,4 @@
-"""TTPrecision: the numeric format on the chip (bfloat16); the host module stays float32."""
+"""TTPrecision: the numeric formats on the chip; the host module stays float32."""
 
 from __future__ import annotations
 
@@ -12,14 +12,22 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning_tt.bridge import PRECISION_32_REFUSED
 from lightning_tt.errors import TTConfigError
 
+SUPPORTED = ("bf16-mixed", "bf16-true")
+
 
 class TTPrecision(Precision):
-    """bf16-true: ttml's bfloat16 parameters and math, the only format the v0.81.1-era ttml really keeps.
+    """The two formats ttml trains in (tt-metal v0.81.1 era), both computing in bfloat16:
+
+    - "bf16-mixed": bfloat16 weights and activations on the chip, float32 master weights and float32 AdamW moments
+      in ttml's AdamWFullPrecision (optimizers/adamw_full_precision.cpp: the update runs on the masters and their
+      bfloat16 copy is written back). Checkpoints carry the float32 masters.
+    - "bf16-true": bfloat16 weights updated in place by ttml's AdamW with bfloat16 moments (optimizers/adamw.cpp);
+      the strategy's stochastic_rounding option turns on its stochastic rounding. An update smaller than half a
+      bfloat16 step of a weight is lost without it.
 
     "32-true" is refused (one line, see bridge.PRECISION_32_REFUSED): that ttml reads float32 tensors as bfloat16
-    in every op (autograd/autocast_tensor.cpp, get_value() defaults to HALF) and its fused AdamW writes the bfloat16
-    copy (optimizers/adamw.cpp @ 013b2173), so a "32-true" run would compute and update in bfloat16 while claiming
-    float32.
+    in every op (autograd/autocast_tensor.cpp, get_value() defaults to HALF), so a "32-true" run would compute in
+    bfloat16 while claiming float32.
 
     Backward and the parameter update run on the chip (the strategy does them), so this plugin never touches
     host gradients: `backward` is not used, and gradient clipping is recorded here and applied on the chip.
@@ -28,9 +36,10 @@ class TTPrecision(Precision):
     def __init__(self, precision: str = "bf16-true") -> None:
         if precision == "32-true":
             raise TTConfigError(PRECISION_32_REFUSED)
-        if precision != "bf16-true":
+        if precision not in SUPPORTED:
             raise TTConfigError(
-                f"--trainer.precision {precision!r} is not supported with accelerator 'tt': use bf16-true"
+                f"--trainer.precision {precision!r} is not supported with accelerator 'tt': use bf16-mixed (float32 "
+                "master weights) or bf16-true"
             )
         self.precision = precision
         self.requested_clip_norm: float | None = None

@@ -1,5 +1,5 @@
-"""NanoTricksterTT: the ttml twin of a NanoTrickster-shaped torch model (the interface in lightning_tt's docstring),
-built from ttml ops, with weights addressed by torch name.
+"""NanoTricksterTT: the ttml twin of a torch model with the parameter map lightning_tt.interface documents (read
+from the model's state_dict into a ModelSpec), built from ttml ops, with weights addressed by torch name.
 
 Imported only after TTAccelerator found ttnn and ttml. Same computation as the torch model:
 RMSNorm -> fused qkv -> heads -> RoPE on adjacent channel pairs -> causal SDPA -> proj -> residual, RMSNorm ->
@@ -11,6 +11,9 @@ Conventions checked in tt-metal sources (tt-train/sources/ttml/):
 - ops/rope_op.cpp: gen_freqs repeats each frequency for channels (2i, 2i+1) and gen_trans_mat swaps adjacent
   pairs, i.e. the same adjacent-pair (Meta) rotation as RotaryEmbedding in model.py: no weight permutation.
   build_rope_params needs head_dim % 32 == 0 and the exact sequence length.
+- nanobind/nb_ops.cpp @ 0152e582: dropout(tensor, probability, use_per_device_seed=False); without the flag every
+  chip of a mesh draws the same mask (ttnn adds the device id to the seed only with it), so on a mesh the twin
+  passes use_per_device_seed=True: each chip's rows get their own mask, as each DDP replica's do on GPUs.
 Differences, on purpose: ttml's fused SDPA has no dropout, so with dropout > 0 only the residual-branch dropout
 is applied on TT (the strategy warns); the vocabulary is padded to a multiple of 32 with an additive -1e4 logit
 bias on the padding, so padded tokens get zero probability and the loss equals the unpadded one.
@@ -31,29 +34,32 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
     """Flat module: every tensor is registered under its torch parameter name, so ttml's parameter names are
     "NanoTricksterTT/<torch name>" and named_parameters() yields the torch names."""
 
-    def __init__(self, config: Any, weights: dict[str, np.ndarray], dtype: Any) -> None:
-        """config: the model's config (lightning_tt.interface.CONFIG_FIELDS); weights: torch state (name -> float32
-        array, names as lightning_tt.interface.expected_parameter_shapes); dtype: ttnn.DataType.BFLOAT16."""
+    def __init__(self, spec: Any, weights: dict[str, np.ndarray], dtype: Any, per_device_dropout: bool = False) -> None:
+        """spec: the model's lightning_tt.interface.ModelSpec; weights: its parameter map's tensors (torch name ->
+        float32 array); dtype: ttnn.DataType.BFLOAT16; per_device_dropout: draw each chip's dropout mask from its
+        own seed (on a mesh)."""
         super().__init__()
-        self.config = config
+        self.config = spec
         self.dtype = dtype
-        self.padded_vocab = bridge.round_up_to_tile(config.vocab_size)
+        self.per_device_dropout = per_device_dropout
+        self.padded_vocab = bridge.round_up_to_tile(spec.vocab_size)
         self.tensors: dict[str, Any] = {}
         """Torch parameter name -> ttml Tensor on the chip (the tied output weight is "embedding.weight")."""
         for name, array in weights.items():
-            tensor = ttml.autograd.Tensor.from_numpy(self._device_layout(name, array), ttnn.Layout.TILE, dtype)
+            tensor = ttml.autograd.Tensor.from_numpy(self.device_layout(name, array), ttnn.Layout.TILE, dtype)
             self.register_tensor(tensor, name)
             self.tensors[name] = tensor
         # Constants live in dicts: ttml's AbstractModuleBase.__setattr__ registers any attribute with a get_value
         # as a parameter (ttml/modules/module_base.py @ 04a6c330), which would hand them to the optimizer.
-        self._constants = {"vocab_bias": self._constant(bridge.vocab_pad_bias(config.vocab_size, self.padded_vocab))}
+        self._constants = {"vocab_bias": self._constant(bridge.vocab_pad_bias(spec.vocab_size, self.padded_vocab))}
         self._rope: dict[int, Any] = {}
         self._masks: dict[int, Any] = {}
         self.replica_composer: Any = None
         """On a mesh every chip holds a copy of each weight: a composer concatenating the copies on dim 0, of
         which reads keep chip 0's. None on one chip."""
 
-    def _device_layout(self, name: str, array: np.ndarray) -> np.ndarray:
+    def device_layout(self, name: str, array: np.ndarray) -> np.ndarray:
+        """A torch-shaped float32 array of parameter `name` (or its optimizer state) as the chip holds it."""
         if array.ndim == 1:
             return bridge.gain_to_device_layout(array)
         rows = self.padded_vocab if name in ("embedding.weight", "output.weight") else None
@@ -71,14 +77,17 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
         `assign` copies the source's bfloat16 value (nb_autograd.cpp: set_value(other->get_value()), HALF by
         default); the weights are bfloat16 on the chip anyway, so nothing more is lost than at upload."""
         for name, array in weights.items():
-            source = ttml.autograd.Tensor.from_numpy(self._device_layout(name, array), ttnn.Layout.TILE, self.dtype)
+            source = ttml.autograd.Tensor.from_numpy(self.device_layout(name, array), ttnn.Layout.TILE, self.dtype)
             self.tensors[name].assign(source)
 
     def export_weights(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
         """Chip weights as torch-shaped float32 arrays (exact: bfloat16 values are representable in float32)."""
-        return {
-            name: bridge.from_device_layout(self._read(self.tensors[name]), shape) for name, shape in shapes.items()
-        }
+        return {name: self.read_array(self.tensors[name], shape) for name, shape in shapes.items()}
+
+    def read_array(self, tensor: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """A chip tensor laid out like a parameter (the parameter itself, its master copy or a moment), as a
+        torch-shaped float32 array (chip 0's copy on a mesh)."""
+        return bridge.from_device_layout(self._read(tensor), shape)
 
     def _read(self, tensor: Any) -> np.ndarray:
         if self.replica_composer is None:
@@ -106,7 +115,7 @@ class NanoTricksterTT(ttml.modules.AbstractModuleBase):
 
     def _residual_dropout(self, x: Any) -> Any:
         if self.config.dropout > 0 and self.get_run_mode() == ttml.modules.RunMode.TRAIN:
-            return ttml.ops.dropout.dropout(x, self.config.dropout)
+            return ttml.ops.dropout.dropout(x, self.config.dropout, use_per_device_seed=self.per_device_dropout)
         return x
 
     def forward(self, tokens: Any) -> Any:

@@ -23,8 +23,8 @@ ttnn = pytest.importorskip("ttnn")
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins"))
-from lightning_tt import bridge, fabric, symbols  # noqa: E402
-from lightning_tt.errors import TTConfigError  # noqa: E402
+from lightning_tt import bindings, bridge, fabric, symbols  # noqa: E402
+from lightning_tt.errors import TTConfigError, TTHardwareError  # noqa: E402
 
 WHEEL_ROOT = Path(ttnn.__file__).resolve().parent
 """The ttnn package of the wheel: it holds tt_metal/fabric/mesh_graph_descriptors/, so it can be the
@@ -98,27 +98,50 @@ def test_mesh_shapes_the_strategy_accepts():
 
 
 @pytest.mark.parametrize("system", list(fabric.SYSTEMS))
-def test_the_wheels_mesh_graph_descriptors_have_the_shapes_the_presets_use(system):
+def test_the_wheels_mesh_graph_descriptors_have_the_shapes_the_presets_take_from_them(system):
     shape, descriptor, preset_name = fabric.SYSTEMS[system]
     text = (WHEEL_ROOT / fabric.DESCRIPTOR_DIR / descriptor).read_text()
     assert fabric.descriptor_dims(text) == shape
     preset = yaml.safe_load((REPO / "configs" / preset_name).read_text())
     strategy = preset["trainer"]["strategy"]
-    if isinstance(strategy, dict):  # a mesh preset names the descriptor's shape
-        assert strategy["init_args"]["mesh_shape"] == shape
     assert preset["trainer"]["devices"] == shape[0] * shape[1]
+    if isinstance(strategy, dict):  # a mesh preset names the descriptor and takes its shape from the wheel's file
+        named = strategy["init_args"]["mesh_graph_descriptor"]
+        plan = fabric.resolve_mesh(None, shape[0] * shape[1], named, environ={})  # no TT_METAL_* variable set
+        assert plan.shape == shape and plan.descriptor == WHEEL_ROOT / fabric.DESCRIPTOR_DIR / descriptor
 
 
 @pytest.mark.parametrize(("chips", "shape"), [(8, [2, 4]), (32, [8, 4])])
 def test_the_descriptor_enable_fabric_picks_by_chip_count_is_in_the_wheel_and_checked_against_the_mesh(chips, shape):
     environ = {"TT_METAL_RUNTIME_ROOT": str(WHEEL_ROOT)}  # a wheel install: the ttnn package is the runtime root
-    path = fabric.descriptor_path(chips, environ)
-    assert path.name == fabric.DEFAULT_DESCRIPTORS[chips]
-    assert fabric.check_fabric_environment(shape, environ) == path
-    expected = f"mesh_shape [1, {chips}] does not match this machine's mesh graph descriptor {path.name}, which is "
-    expected += str(shape)
+    plan = fabric.resolve_mesh(None, chips, environ=environ)
+    assert plan.descriptor.name == fabric.DEFAULT_DESCRIPTORS[chips] and plan.shape == shape
+    assert fabric.resolve_mesh(shape, environ=environ).descriptor == plan.descriptor
+    transposed = shape[::-1]
+    expected = f"mesh_shape {transposed} does not match this machine's mesh graph descriptor {plan.descriptor.name}, "
+    expected += f"which is {shape}"
     with pytest.raises(TTConfigError, match=re.escape(expected)):
-        fabric.check_fabric_environment([1, chips], environ)
+        fabric.resolve_mesh(transposed, environ=environ)
+
+
+def test_the_wheel_ships_no_line_descriptor_so_a_line_mesh_needs_a_checkout():
+    for name in fabric.LINE_DESCRIPTORS.values():
+        assert fabric.find_descriptor(name, environ={}) is None
+    with pytest.raises(TTHardwareError, match=r"a line mesh \[1, 8\] needs tt-metal's t3k_1x8_mesh_graph_descriptor"):
+        fabric.resolve_mesh([1, 8], environ={})
+
+
+def test_nanobind_names_unannotated_parameters_as_the_bindings_table_assumes():
+    """nanobind (src/nb_func.cpp): one parameter without nb::arg is `arg`, several are `arg0, arg1, ...`, and all of
+    them positional-only; that is how the table records enable_fabric (bound without nb::arg in nb_core.cpp)."""
+    assert symbols.parameter_lists(ttnn.GetPCIeDeviceID, "GetPCIeDeviceID") == [["arg", "/"]]
+    several = ttnn._ttnn.operations.core.num_cores_to_corerangeset
+    assert symbols.parameter_lists(several, "num_cores_to_corerangeset") == [["arg0", "arg1", "arg2", "/"]]
+    assert bindings.binding("ttml.core.distributed.enable_fabric").expected == ("arg", "/")
+    found = symbols.check_symbol(symbols.Symbol("ttnn.GetPCIeDeviceID", ("arg", "/")))
+    assert found.signature_ok is True
+    renamed = symbols.check_symbol(symbols.Symbol("ttnn.GetPCIeDeviceID", ("num_devices",)))
+    assert renamed.signature_ok is False and "found (arg, /)" in renamed.detail
 
 
 def test_the_ttnn_symbols_the_plugin_calls_exist_in_the_wheel_with_their_parameter_names():

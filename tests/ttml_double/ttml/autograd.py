@@ -1,8 +1,8 @@
 """ttml.autograd double: AutoContext, ParallelismContext, DistributedConfig, Tensor, GradMode, PreferredPrecision.
 
-Pinned to the v0.81.1 era (see ttml/__init__.py for the commit range). Mirrors, in tenstorrent/tt-metal
-tt-train/sources/ttml/:
-- nanobind/nb_autograd.cpp (read at the version with ParallelismContext/DistributedConfig bindings): Tensor.from_numpy(
+Pinned to the 2026 (v0.81.1) era (see ttml/__init__.py). Mirrors, in tenstorrent/tt-metal tt-train/sources/ttml/:
+- nanobind/nb_autograd.cpp (index file id 27252762278, the version with ParallelismContext/DistributedConfig
+  bindings; lightning_tt.bindings records its signatures): Tensor.from_numpy(
   numpy_tensor, layout=TILE, new_type=None, mapper=None), to_numpy(new_type=None, composer=None) reading the FULL
   value, get_value(precision=HALF), assign(other) = set_value(other.get_value()) (HALF), backward(retain_graph),
   get_grad_tensor() (None while the gradient is uninitialised), set/get_requires_grad, is_grad_initialized, shape(),
@@ -13,7 +13,10 @@ tt-train/sources/ttml/:
 - autograd/auto_context.cpp @ 013f8575: get_device() OPENS a 1x1 device when none is open; open_device() after that
   throws "open_device was called after the device was created"; close_device() also disables the fabric;
   ParallelismContext: on a line mesh exactly one parallelism, put on the long axis; on a 2-D mesh the number of
-  enabled parallelisms must equal the rank (TT_FATAL); initialising it twice throws; close_device keeps it.
+  enabled parallelisms must equal the rank (TT_FATAL); initialising it twice throws; close_device keeps it. The
+  context's generator (set_seed) gives ops their seeds (ops/dropout_op.cpp: autograd::ctx().get_generator()()).
+- A device open starts the Metal context (the ttnn double's start_metal_context): a fabric mesh whose context
+  started on another descriptor than enable_fabric's is marked, and its collectives fail (core_distributed).
 - autograd/autocast_tensor.cpp @ 97622714 and tensor.hpp @ 00bbd1e0: a FLOAT32 value also keeps a BFLOAT16 copy and
   get_value() defaults to HALF, so every op reads bfloat16 (modelled in ops._run); results are BFLOAT16.
 - nanobind/nb_util.cpp @ 28fa4776 (make_metal_tensor): without a mapper the value is put on every chip of the mesh;
@@ -79,11 +82,16 @@ class MeshDevice:
     """Stands in for ttnn.MeshDevice returned by AutoContext.get_device(): a [rows, cols] grid of chips, numbered
     row-major (ttnn's MeshDevice.get_num_devices() is rows * cols)."""
 
-    def __init__(self, shape: tuple[int, int], device_ids: list[int], fabric_enabled: bool) -> None:
+    def __init__(
+        self, shape: tuple[int, int], device_ids: list[int], fabric_enabled: bool, topology_locked: str | None = None
+    ) -> None:
         self.shape = shape
         self.device_ids = device_ids
         self.fabric_enabled = fabric_enabled
         """Whether ttml.core.distributed.enable_fabric ran before this mesh opened (CCLs need it)."""
+        self.topology_locked = topology_locked
+        """Why this mesh's collectives would deadlock (ttnn double: the Metal context started on another
+        descriptor than the fabric's), or None."""
         self.closed = False
         self.allocated_bytes = 0
 
@@ -104,10 +112,22 @@ class AutoContext:
         self.close_count = 0
         self.fabric_config: str | None = None
         """Set by ttml.core.distributed.enable_fabric (tt_fabric::SetFabricConfig); read when a mesh opens."""
-        self.events: list[str] = []
-        """'enable_fabric' / 'open_device' / 'open_device(lazy 1x1)' / 'initialize_parallelism_context' /
-        'close_device' in call order, for tests of the setup order."""
+        self.fabric_descriptor: str | None = None
+        """The mesh graph descriptor enable_fabric used (TT_MESH_GRAPH_DESC_PATH), None for its FABRIC_2D default."""
         self._parallelism: ParallelismContext | None = None
+        self._generator = torch.Generator().manual_seed(self._seed)
+        """autograd::ctx().get_generator(): ops draw their seeds from it (ops/dropout_op.cpp)."""
+
+    @property
+    def events(self) -> list[str]:
+        """'enable_fabric' / 'GetNumAvailableDevices' / 'open_device' / 'open_device(lazy 1x1)' /
+        'initialize_parallelism_context' / 'close_device' in call order (ttnn.EVENTS, shared with the ttnn
+        double), for tests of the set-up order."""
+        return ttnn.EVENTS
+
+    def next_seed(self) -> int:
+        """The next value of the context's generator (a uint32 seed)."""
+        return int(torch.randint(0, 2**32 - 1, (1,), generator=self._generator))
 
     @staticmethod
     def get_instance() -> AutoContext:
@@ -125,10 +145,19 @@ class AutoContext:
         if self._device is not None:
             raise RuntimeError("open_device was called after the device was created.")
         chips = shape[0] * shape[1]
-        available = ttnn.GetNumAvailableDevices()  # raises without chips, like the real device open
+        ttnn.start_metal_context()  # a device open starts it too (reading TT_MESH_GRAPH_DESC_PATH then)
+        available = ttnn.available_chips()  # raises without chips, like the real device open
         if chips > available:
             raise RuntimeError(f"open_device: mesh {shape} needs {chips} chips, {available} available")
-        self._device = MeshDevice(shape, list(device_ids or range(chips)), self.fabric_config is not None)
+        locked = None
+        started_on = ttnn.METAL_CONTEXT_DESCRIPTOR[0]
+        if chips > 1 and self.fabric_config is not None and started_on != self.fabric_descriptor:
+            locked = (
+                f"the Metal context started on {started_on or 'auto-discovery'} before enable_fabric set "
+                f"TT_MESH_GRAPH_DESC_PATH to {self.fabric_descriptor}: collectives on this mesh deadlock "
+                "(tt-train's T3K test, see the ttnn double)"
+            )
+        self._device = MeshDevice(shape, list(device_ids or range(chips)), self.fabric_config is not None, locked)
         self.open_count += 1
         self.events.append("open_device")
 
@@ -138,7 +167,7 @@ class AutoContext:
             self.close_count += 1
             self.events.append("close_device")
         self._device = None
-        self.fabric_config = None  # close_device() disables the fabric (auto_context.cpp @ 013f8575)
+        self.fabric_config = self.fabric_descriptor = None  # close_device() disables the fabric (auto_context.cpp)
 
     def get_device(self) -> MeshDevice:
         if self._device is None:  # the real get_device() opens a default 1x1 device instead of failing
@@ -166,7 +195,7 @@ class AutoContext:
         if not 0 <= int(seed) < 2**32:
             raise TypeError(f"set_seed(): seed must fit uint32, got {seed}")
         self._seed = int(seed)
-        torch.manual_seed(self._seed)
+        self._generator.manual_seed(self._seed)
 
     def get_seed(self) -> int:
         return self._seed
@@ -320,10 +349,12 @@ class Tensor:
     def is_grad_initialized(self) -> bool:
         return self._shards[0].grad is not None
 
-    def clear_grad(self) -> None:
-        """set_grad(ttnn::Tensor()): the gradient becomes uninitialised (what AdamW.zero_grad does)."""
+    def zero_grad(self) -> None:
+        """Double only: set_grad(zeros_like(value)), what the 2026 AdamW.zero_grad does to an initialised gradient
+        (optimizers/adamw.cpp @ 013b2173); the gradient stays initialised."""
         for shard in self._shards:
-            shard.grad = None
+            if shard.grad is not None:
+                shard.grad = torch.zeros_like(shard.grad)
 
     def get_grad_tensor(self) -> Tensor | None:
         if self._shards[0].grad is None:

@@ -2,7 +2,9 @@
 
 Mirrors, in tenstorrent/tt-metal:
 - tt-train/sources/ttml/nanobind/nb_core.cpp @ 01b9eefebb60985b56d0cdf8aae83326c29c53af: the names and arguments
-  enable_fabric(num_devices), shard_tensor_to_mesh_mapper(device, dim, cluster_axis=None),
+  enable_fabric(arg, /) (bound as `py_distributed.def("enable_fabric", &...::enable_fabric)` without nb::arg, so
+  nanobind exposes one positional-only parameter named `arg`; the same in every stored version of the file),
+  shard_tensor_to_mesh_mapper(device, dim, cluster_axis=None),
   concat_mesh_to_tensor_composer(mesh_device, dim), synchronize_gradients(parameters) and
   synchronize_gradients(parameters, cluster_axes) (two nanobind overloads; NamedParameters only).
 - tt-train/sources/ttml/ttnn_fixed/distributed/tt_metal.cpp @ 1fdc6cf5 (PR #42675): enable_fabric(num_devices)
@@ -21,7 +23,8 @@ Mirrors, in tenstorrent/tt-metal:
   gradient over the given mesh axes and multiplies it by 1 / (product of those axes' sizes): the
   average ("all_reduce Mean is not supported, use sum and divide").
 The all-reduce needs the fabric: on a mesh opened without enable_fabric the double raises where the hardware would
-fail or hang.
+fail or hang; likewise on a mesh whose Metal context started on another descriptor than the fabric's (chips
+counted before the descriptor was set: the ttnn double's docstring).
 """
 
 from __future__ import annotations
@@ -73,19 +76,20 @@ DESCRIPTOR_DIR = "tt_metal/fabric/mesh_graph_descriptors"
 DEFAULT_DESCRIPTORS = {8: "t3k_mesh_graph_descriptor.textproto", 32: "single_galaxy_mesh_graph_descriptor.textproto"}
 
 
-def enable_fabric(num_devices: int) -> None:
-    if not isinstance(num_devices, int) or isinstance(num_devices, bool):
-        raise TypeError("enable_fabric(): incompatible function arguments (num_devices: int)")
+def enable_fabric(arg: int, /) -> None:
+    if not isinstance(arg, int) or isinstance(arg, bool):
+        raise TypeError("enable_fabric(): incompatible function arguments (arg: int, /)")
     descriptor = os.environ.get("TT_MESH_GRAPH_DESC_PATH")
     if not descriptor:
         root = os.environ.get("TT_METAL_RUNTIME_ROOT")
         if not root:
             raise RuntimeError("TT_METAL_RUNTIME_ROOT is not set")
-        if num_devices in DEFAULT_DESCRIPTORS:
-            descriptor = f"{root}/{DESCRIPTOR_DIR}/{DEFAULT_DESCRIPTORS[num_devices]}"
+        if arg in DEFAULT_DESCRIPTORS:
+            descriptor = f"{root}/{DESCRIPTOR_DIR}/{DEFAULT_DESCRIPTORS[arg]}"
             os.environ["TT_MESH_GRAPH_DESC_PATH"] = descriptor
     context = _ctx()
     context.fabric_config = "FABRIC_2D"
+    context.fabric_descriptor = descriptor or None
     context.events.append("enable_fabric")
 
 
@@ -139,6 +143,8 @@ def synchronize_gradients(parameters: NamedParameters, cluster_axes: list[int] |
             "all_reduce on a mesh opened without fabric: call ttml.core.distributed.enable_fabric(num_devices) "
             "before open_device"
         )
+    if device.topology_locked:
+        raise RuntimeError(f"all_reduce would hang: {device.topology_locked}")
     with torch.no_grad():
         for tensor in parameters.values():
             if not tensor.is_grad_initialized():

@@ -1,7 +1,7 @@
 """ttml.ops double: the ops lightning_tt's NanoTricksterTT calls.
 
-Signatures mirror tt-train/sources/ttml/nanobind/nb_ops.cpp @ 6d90ded4481326e7775376c4263b0fa9ea5dee7e and
-@ 0152e582473a9434a29f25042fbecc96752a8c64 (2026; same names and arguments for every op used here).
+Signatures mirror tt-train/sources/ttml/nanobind/nb_ops.cpp @ 0152e582473a9434a29f25042fbecc96752a8c64 (2026), as
+lightning_tt.bindings records them.
 Semantics and checks mirror, in tt-train/sources/ttml/:
 - ops/embedding_op.cpp + modules/embedding_module.cpp: tokens [B, 1, 1, T] UINT32, weight (1, 1, V, E), V, E and
   T multiples of 32 -> (B, 1, T, E);
@@ -10,15 +10,22 @@ Semantics and checks mirror, in tt-train/sources/ttml/:
 - ops/multi_head_utils.cpp @ 012fd65b: heads_creation(qkv (B, 1, S, 3E), num_heads) splits [Q | K | V] then heads;
   heads_fusion (B, H, S, hd) -> (B, 1, S, E);
 - ops/rope_op.cpp @ 3572556282 (file id): build_rope_params(sequence_length, head_dim, theta=10000,
-  rope_scaling_params) needs head_dim % 32 == 0 and <= 256; gen_freqs repeats each frequency for channel pairs
-  (arange(head_dim) // 2); gen_trans_mat swaps adjacent pairs; rope(input, params) requires rank 4 and the exact
-  sequence length and head_dim of the params; out = x * cos + (x @ trans_mat) * sin;
+  rope_scaling_params, cp_axis=None) needs head_dim % 32 == 0 and <= 256; gen_freqs repeats each frequency for
+  channel pairs (arange(head_dim) // 2); gen_trans_mat swaps adjacent pairs; rope(input, params) requires rank 4
+  and the exact sequence length and head_dim of the params; out = x * cos + (x @ trans_mat) * sin;
 - ops/scaled_dot_product_attention.cpp: q, k, v (B, H, S, hd), scale 1/sqrt(hd) inside, mask 1 = attend;
 - ops/losses.cpp (the 2026 version with the metal cross_entropy_fw kernel): cross_entropy_loss(prediction
   (B, 1, T, V), target (B, T) UINT32, reduce=MEAN) -> (1, 1, 1, 1); reduce=NONE -> per-position (B, 1, T, 1)
   (metal/ops/cross_entropy_fw/device/cross_entropy_fw_device_operation.cpp: the input's shape with last dim 1,
   BFLOAT16; input BFLOAT16 TILE, target UINT32 ROW_MAJOR); other reductions throw; there is no ignore index;
-- ops/dropout_op.cpp, ops/unary_ops.cpp (silu, mean), ops/binary_ops.cpp (add, mul with a tensor or a float).
+- ops/dropout_op.cpp (index id 4303758784): dropout(tensor, probability, use_per_device_seed) draws one seed from
+  the context's generator per call and runs ttnn's experimental dropout with it; ttnn adds the chip's device id to
+  the seed only when use_per_device_seed is set (ttnn .../dropout/device/dropout_device_operation_types.hpp: "If
+  `use_per_device_seed` is true, the seed is offset by device ID across devices in a mesh"), so without the flag
+  every chip of a mesh draws the SAME mask. The Python binding defaults the flag to False (nb_ops.cpp @
+  0152e582). The mask here: keep where uniform(seed [+ chip]) >= probability, scale kept values by 1/(1-p); the
+  backward applies the same mask (the same seed);
+- ops/unary_ops.cpp (silu, mean), ops/binary_ops.cpp (add, mul with a tensor or a float).
 Every op reads its inputs' HALF value and writes a BFLOAT16 result (autograd.from_op).
 """
 
@@ -153,15 +160,19 @@ class RotaryEmbeddingParams:
 
 
 def _build_rope_params(
-    sequence_length: int, head_dim: int, theta: float = 10000.0, rope_scaling_params: RopeScalingParams | None = None
+    sequence_length: int,
+    head_dim: int,
+    theta: float = 10000.0,
+    rope_scaling_params: RopeScalingParams | None = None,
+    cp_axis: int | None = None,
 ) -> RotaryEmbeddingParams:
     if head_dim % 32 != 0:
         raise ValueError(f"RoPE head_dim must be divisible by 32, but is {head_dim}")
     if head_dim > 256:
         raise ValueError(f"RoPE head_dim must be less than or equal to 256, but is {head_dim}")
     scaling = rope_scaling_params or RopeScalingParams()
-    if scaling.scaling_factor != 0.0:
-        raise NotImplementedError("the ttml double does not model RoPE scaling")
+    if scaling.scaling_factor != 0.0 or cp_axis is not None:
+        raise NotImplementedError("the ttml double does not model RoPE scaling or context parallelism")
     _ctx().get_device()
     exponent = (torch.arange(head_dim) // 2).to(torch.float32) * (2.0 / head_dim)
     freqs = 1.0 / torch.pow(torch.tensor(float(theta)), exponent)
@@ -253,7 +264,17 @@ def _mean(tensor: Tensor) -> Tensor:
 
 
 def _dropout(tensor: Tensor, probability: float, use_per_device_seed: bool = False) -> Tensor:
-    return _run(lambda x: F.dropout(x, probability, training=True), _tensor(tensor, "dropout"))
+    _tensor(tensor, "dropout")
+    if probability == 0.0:
+        return tensor
+    seed = _ctx().next_seed()
+    shape = tuple(tensor.shape())
+    masks = []
+    for chip in range(len(tensor._shards)):
+        generator = torch.Generator().manual_seed(seed + (chip if use_per_device_seed else 0))
+        masks.append((torch.rand(shape, generator=generator) >= probability).float() / (1.0 - probability))
+    chips = iter(range(len(masks)))
+    return _run(lambda x: x * masks[next(chips)], tensor)
 
 
 def _silu(tensor: Tensor, use_composite_bw: bool = False) -> Tensor:

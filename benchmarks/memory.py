@@ -1,7 +1,8 @@
-"""Measure the training memory of one process and compare it with lightning_trickster.memory's estimate.
+"""memory: measure the training memory of one process and compare it with `info`'s estimate
+(`python -m benchmarks memory --config CONFIG --steps STEPS`).
 
 GPU: torch.cuda.max_memory_allocated above what was allocated before the model was built.
-CPU: the process's peak resident memory (ru_maxrss) above its resident memory before the model was built, in a
+CPU: the process's peak resident memory (VmHWM) above its resident memory before the model was built, in a
 fresh process whose allocator returns every block of 64 KiB or more to the OS when freed
 (MALLOC_MMAP_THRESHOLD_=65536), so resident memory follows live tensors. It includes allocator and kernel scratch
 space the estimate does not model.
@@ -11,16 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
-import sys
 from contextlib import nullcontext
 from dataclasses import asdict
 from functools import partial
 
 import torch
 
+from benchmarks.child import in_fresh_process, peak_resident_bytes
+from lightning_trickster.commands import FitConfig
+from lightning_trickster.commands.info import run_layout, trainer_settings
 from lightning_trickster.commands.memory import RunLayout, estimate_memory
+from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import Block, NanoTrickster, NanoTricksterConfig
 
 
@@ -69,23 +71,28 @@ def train_and_measure(config: dict, batch_size: int, precision: str, checkpointi
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+        peak = peak_resident_bytes() - baseline
     return {"device": str(device), "peak_bytes": peak}
 
 
-def measure_in_fresh_process(config: dict, batch_size: int, precision: str, checkpointing: bool, steps: int) -> dict:
-    spec = json.dumps([config, batch_size, precision, checkpointing, steps])
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    result = subprocess.run(
-        [sys.executable, "-m", "lightning_trickster.commands.measure", spec], capture_output=True, text=True, env=env
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"the measuring process failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def memory(fit_config: FitConfig, steps: int = 3) -> None:
+    """Train a few steps of the configured shape in a fresh process and compare its measured peak memory with the
+    estimate `info` prints.
 
+    One process, the configured micro-batch and precision, plain AdamW on random tokens; once without and once with
+    activation checkpointing. Prints one line each, then the figures as JSON on the last line.
 
-def compare_with_measurement(model: NanoTrickster, layout: RunLayout, steps: int) -> str:
-    """Measure one process with this model, batch and precision, with and without activation checkpointing."""
+    Args:
+        fit_config: the configuration, read as fit reads it (its model shape, data.batch_size and
+            trainer.precision are used).
+        steps: AdamW steps trained in each measuring process.
+    """
+    if steps <= 0:
+        raise InvalidConfigError(f"--steps must be positive, got {steps}")
+    with torch.device("meta"):
+        module, data = fit_config.instantiate()
+    model = module.model
+    layout, _, _ = run_layout(trainer_settings(fit_config), data.hparams.batch_size)
     one_process = RunLayout(
         batch_size=layout.batch_size,
         accumulate=1,
@@ -94,23 +101,28 @@ def compare_with_measurement(model: NanoTrickster, layout: RunLayout, steps: int
         precision=layout.precision,
         strategy="single",
     )
-    config = asdict(model.config)
-    lines = [
+    print(
         f"measured on this machine: one process, {layout.batch_size} windows x {model.config.max_seq_len} tokens, "
-        f"{layout.precision.name}, {steps} AdamW steps"
-    ]
+        f"{layout.precision.name}, {steps} AdamW steps",
+        flush=True,
+    )
+    rows = []
     for checkpointing in (False, True):
-        measured = measure_in_fresh_process(config, layout.batch_size, layout.precision.name, checkpointing, steps)
-        on_cpu = measured["device"] == "cpu"
-        estimated = estimate_memory(model, one_process, checkpointing, math_attention=on_cpu)["total"]
-        error = (estimated - measured["peak_bytes"]) / measured["peak_bytes"]
-        lines.append(
+        measured = in_fresh_process(
+            train_and_measure, env={"MALLOC_MMAP_THRESHOLD_": "65536"}, config=asdict(model.config),
+            batch_size=layout.batch_size, precision=layout.precision.name, checkpointing=checkpointing, steps=steps,
+        )  # fmt: skip
+        estimated = estimate_memory(model, one_process, checkpointing, math_attention=measured["device"] == "cpu")
+        error = (estimated["total"] - measured["peak_bytes"]) / measured["peak_bytes"]
+        rows.append({"activation_checkpointing": checkpointing, "device": measured["device"],
+                     "measured_bytes": measured["peak_bytes"], "estimated_bytes": estimated["total"],
+                     "error": round(error, 4)})  # fmt: skip
+        print(
             f"  {'activation checkpointing' if checkpointing else 'no checkpointing':<26} "
             f"measured peak {measured['peak_bytes'] / 2**20:>10,.1f} MiB ({measured['device']}), "
-            f"estimated {estimated / 2**20:>10,.1f} MiB, error {error:+.1%}"
+            f"estimated {estimated['total'] / 2**20:>10,.1f} MiB, error {error:+.1%}",
+            flush=True,
         )
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(json.dumps(train_and_measure(*json.loads(sys.argv[1]))))
+    print(json.dumps({"config": [str(path) for path in fit_config.config.get("config") or []],
+                      "batch_size": layout.batch_size, "max_seq_len": model.config.max_seq_len,
+                      "precision": layout.precision.name, "steps": steps, "results": rows}))  # fmt: skip

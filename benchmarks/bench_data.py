@@ -1,28 +1,25 @@
-"""bench-data: the data path's speed and memory, prepared copy against per-run tokenization, side by side.
+"""bench-data: the data path's speed and memory, prepared copy against per-run tokenization, side by side
+(`python -m benchmarks bench-data`).
 
-Each measurement runs in a fresh Python process (the same imports as `fit`), so its peak RSS is its own. Printed:
-a table, then one JSON line with every figure."""
+Each measurement runs in a fresh Python process (benchmarks.child; the same imports as `fit`), so its peak RSS is its
+own. Printed: a table, then one JSON line with every figure."""
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from lightning_trickster.commands.fit_config import FitConfig
+from benchmarks.child import REPO, in_fresh_process
+from lightning_trickster.commands import FitConfig
+from lightning_trickster.errors import InvalidConfigError
 
-SHARED_TINY_SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+TINY_SHAKESPEARE = REPO / "tests" / "data" / "tinyshakespeare.txt"
+"""The corpus repeated by default: tiny Shakespeare as shipped with the tests (no download)."""
 
 
 def _current_rss_mb() -> float:
@@ -105,7 +102,7 @@ def _training_throughput(
     import lightning.pytorch as pl
     import torch
 
-    from lightning_trickster.commands.bench import timed_fit
+    from benchmarks.bench import timed_fit
     from lightning_trickster.data import CorpusDataModule, as_long_tensor
     from lightning_trickster.module import NanoTricksterModule
 
@@ -127,7 +124,8 @@ def _training_throughput(
             cache_dir=cache_dir,
         )
         # A short run: warm-up shortened so it fits (the learning rate schedule does not change the step time).
-        module = NanoTricksterModule(vocab_size=data.vocab_size, **{**model_args, "warmup_steps": 1})
+        optimization = {**model_args.get("optimization", {}), "warmup_steps": 1}
+        module = NanoTricksterModule(vocab_size=data.vocab_size, **{**model_args, "optimization": optimization})
         seconds = timed_fit(module, data, steps - warmup, warmup, accelerator="cpu")
         return (steps - warmup) * data.hparams.batch_size * model_args["max_seq_len"] / seconds
 
@@ -173,30 +171,6 @@ def _window_fetch_microseconds(
     return fetch
 
 
-MEASUREMENTS = {
-    "per_run_tokenization": _per_run_tokenization,
-    "prepare": _prepare,
-    "fit_setup": _fit_setup,
-    "training_throughput": _training_throughput,
-}
-
-
-def _measure(name: str, **kwargs: Any) -> dict[str, Any]:
-    """Run one measurement in a fresh process; adds its peak RSS (including Python, torch and Lightning)."""
-    code = (
-        "import importlib, json, sys; b = importlib.import_module('lightning_trickster.commands.bench_data'); "
-        "r = b.MEASUREMENTS[sys.argv[1]](**json.loads(sys.argv[2])); r['peak_rss_mb'] = b._peak_rss_mb(); "
-        "print('\\nRESULT ' + json.dumps(r))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, name, json.dumps(kwargs)], capture_output=True, text=True, check=False
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"bench-data: {name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
-
-
 def bench_data(
     fit_config: FitConfig,
     corpus: str | None = None,
@@ -215,7 +189,8 @@ def bench_data(
     Args:
         fit_config: the configuration (read as fit reads it) whose model and data settings the training throughput uses;
             e.g. --config cpu.yaml.
-        corpus: a UTF-8 text file repeated to size_mb to make the large corpus; tiny Shakespeare by default.
+        corpus: a UTF-8 text file repeated to size_mb to make the large corpus (default: the configuration's
+            --data.path if it is a file, else tests/data/tinyshakespeare.txt).
         size_mb: size of the large corpus in megabytes (1000 = the issue's 1 GB target).
         baseline_mb: size of the corpus per-run tokenization is timed on (it holds the whole corpus as int64).
         tokenizers: which tokenizers to prepare with; default byte, char and bpe.
@@ -226,11 +201,10 @@ def bench_data(
         train_rounds: memmap and in-memory runs each, interleaved in ABBA order; medians are reported.
     """
     tokenizers = tokenizers or ["byte", "char", "bpe"]
-    source = Path(corpus) if corpus else SHARED_TINY_SHAKESPEARE
+    data_path = fit_config.config.data.path
+    source = Path(corpus or (data_path if data_path and Path(data_path).is_file() else TINY_SHAKESPEARE))
     if not source.is_file():
-        from lightning_trickster.data import download_tiny_shakespeare
-
-        source = download_tiny_shakespeare(Path("data/shakespeare"))
+        raise InvalidConfigError(f"--corpus {source} is not a file: pass a UTF-8 text file to repeat")
     work = Path(work_dir)
     cache = str(work / "cache")
     large = _repeat_to_size(source, work / f"corpus-{size_mb:g}mb.txt", size_mb)
@@ -243,10 +217,11 @@ def bench_data(
     for name in tokenizers:
         row: dict[str, Any] = {}
         if name in ("byte", "char"):
-            today = _measure("per_run_tokenization", path=str(baseline), tokenizer=name)
+            today = in_fresh_process(_per_run_tokenization, path=str(baseline), tokenizer=name)
             row["per_run_s_per_mb"] = today["seconds"] / baseline_real_mb
             row["per_run_peak_rss_mb"] = today["peak_rss_mb"]
-        prepared = _measure("prepare", path=str(large), tokenizer=name, cache_dir=cache, vocab_size=vocab[name])
+        corpus_args = {"tokenizer": name, "cache_dir": cache, "vocab_size": vocab[name]}
+        prepared = in_fresh_process(_prepare, path=str(large), **corpus_args)
         row["prepare_s"] = prepared["seconds"]
         row["prepare_mb_per_s"] = large_mb / prepared["seconds"]
         row["prepare_peak_rss_mb"] = prepared["peak_rss_mb"]
@@ -255,16 +230,16 @@ def bench_data(
         row["token_file_mb"] = prepared["token_file_mb"]
         if "per_run_s_per_mb" in row:
             row["speedup_per_mb"] = row["per_run_s_per_mb"] / (prepared["seconds"] / large_mb)
-        _measure("prepare", path=str(small), tokenizer=name, cache_dir=cache, vocab_size=vocab[name])
-        setup_large = _measure("fit_setup", path=str(large), tokenizer=name, cache_dir=cache, vocab_size=vocab[name])
-        setup_small = _measure("fit_setup", path=str(small), tokenizer=name, cache_dir=cache, vocab_size=vocab[name])
+        in_fresh_process(_prepare, path=str(small), **corpus_args)
+        setup_large = in_fresh_process(_fit_setup, path=str(large), **corpus_args)
+        setup_small = in_fresh_process(_fit_setup, path=str(small), **corpus_args)
         row["fit_setup_s"] = setup_large["seconds"]
         row["fit_setup_s_small"] = setup_small["seconds"]
         row["fit_setup_peak_rss_above_small_mb"] = setup_large["peak_rss_mb"] - setup_small["peak_rss_mb"]
         rows[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
-    training = _measure(
-        "training_throughput",
+    training = in_fresh_process(
+        _training_throughput,
         path=str(large),
         small_path=str(small),
         cache_dir=cache,
