@@ -22,7 +22,6 @@ from typing import IO, Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -73,7 +72,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     directory: the final move is a copy when that is another filesystem, and nothing is fsynced.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         target = Path(path)
@@ -108,7 +109,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(
         self,
-        path: _PATH,
+        path: str | os.PathLike,
         map_location: Callable | None = lambda storage, loc: storage,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
@@ -443,7 +444,12 @@ class CheckpointOnSignal(Callback):
 
     Replaces Lightning's handling for the fit: its SIGTERM handler raises only at step boundaries but saves nothing
     (and broadcasts from inside the handler, which under DDP breaks the other rank's collectives), and Ctrl-C raises
-    KeyboardInterrupt wherever it lands, possibly half way through an optimizer step.
+    KeyboardInterrupt wherever it lands, possibly half way through an optimizer step. Lightning installs its SIGTERM
+    handler after the callbacks' `setup` (calling ours after its own); the first hooks after that (the sanity check's
+    start or, without one, the training's start) put ours back in its place. In between, a short stretch of
+    Lightning's start-up (a barrier, the training data loader's creation), a SIGTERM still goes through Lightning's
+    handler first: one process then saves and stops as usual; under DDP a rank that meets the broadcast inside
+    another collective may hang or fail there.
     """
 
     def __init__(self, signals: tuple[str, ...] = STOP_SIGNAL_NAMES) -> None:
@@ -460,19 +466,20 @@ class CheckpointOnSignal(Callback):
         self._saved: tuple[Path, int] | None = None
         self._children: list[subprocess.Popen] = []
         self._previous_handlers: dict[signal.Signals, Any] = {}
+        self._handlers: dict[signal.Signals, Callable[[int, Any], None]] = {}
         self._before_first_batch = True
         self._several_processes = False
         self._active = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._handlers = {}
         if stage != "fit":
+            # Evaluations stop at once (the front door's handler): kept so it can be taken back from Lightning.
+            for signum in self.signals:
+                handler = signal.getsignal(signum)
+                if callable(handler):
+                    self._handlers[signum] = handler
             return
-        # Lightning's SIGTERM handler, installed as the fit starts, broadcasts from inside the handler: under DDP that
-        # meets the other rank inside another collective (a barrier, the baseline's reduction) and hangs or breaks it.
-        # It is made to do nothing; Lightning then calls the handler installed here after it.
-        connector = getattr(trainer, "_signal_connector", None)
-        if self.signals and connector is not None and hasattr(connector, "_sigterm_notifier_fn"):
-            connector._sigterm_notifier_fn = _leave_sigterm_to_the_front_door
         self.received = None
         self._saved = None
         self._before_first_batch = True
@@ -481,6 +488,31 @@ class CheckpointOnSignal(Callback):
         for signum in self.signals:
             if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. SIGHUP under nohup
                 self._previous_handlers[signum] = signal.signal(signum, self._handle)
+                self._handlers[signum] = self._handle
+
+    def _take_back_signals(self) -> None:
+        """Put this command's handlers back in place of the one Lightning installs for SIGTERM as its run starts, after
+        `setup`: Lightning's broadcasts from inside the handler, which under DDP meets the other rank inside another
+        collective (a barrier, the start-up baseline's reduction) and hangs or breaks it, before it calls ours. Called
+        from the first hooks after Lightning installs it; its teardown restores the handlers it found, ours."""
+        for signum, handler in self._handlers.items():
+            if signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_back_signals()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_back_signals()
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_back_signals()
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_back_signals()
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_back_signals()
 
     def _handle(self, signum: int, frame: Any) -> None:
         first = self.received is None
@@ -564,6 +596,7 @@ class CheckpointOnSignal(Callback):
 
     def _restore_handlers(self) -> None:
         self._active = False
+        self._handlers = {}
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers.clear()
@@ -584,10 +617,6 @@ class CheckpointOnSignal(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
         self._stop_if_saved(trainer)  # the signal came during the last step
-
-
-def _leave_sigterm_to_the_front_door(signum: int, frame: Any) -> None:
-    """Stands in for Lightning's SIGTERM notifier (see CheckpointOnSignal.setup)."""
 
 
 def rewind_to_the_last_optimizer_step(checkpoint: dict[str, Any], micro_batches: int) -> None:

@@ -97,7 +97,7 @@ class ShardedStrategy(FSDPStrategy):
         if not self._gathers_on_cpu():
             return super().optimizer_state(optimizer)
         if isinstance(optimizer, LightningOptimizer):
-            optimizer = optimizer._optimizer
+            optimizer = optimizer.optimizer
         with self._full_state_dict_without_offload():
             state = FullyShardedDataParallel.optim_state_dict(self.model, optimizer)
             if self.global_rank == 0:  # the same standard layout as FSDPStrategy writes

@@ -127,7 +127,10 @@ class TTMeshStrategy(TTStrategy, ParallelStrategy):
         return math.prod(self.mesh_shape)
 
     def _check_batch_size(self) -> None:
-        datamodule = getattr(self.lightning_module._trainer, "datamodule", None)  # None: used without a Trainer
+        try:
+            datamodule = self.lightning_module.trainer.datamodule
+        except RuntimeError:  # used without a Trainer
+            datamodule = None
         batch_size = getattr(datamodule, "hparams", {}).get("batch_size")
         chips = self.data_parallel_size
         if batch_size is not None and batch_size % chips:
