@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from lightning_trickster.errors import InvalidConfigError, TricksterError
+from lightning_trickster.errors import InvalidConfigError, TricksterError, not_a_readable_file
 from lightning_trickster.legacy import upgrade_checkpoint
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings, pick_fields
 from lightning_trickster.tokenizer import Tokenizer, tokenizer_from_state_dict
@@ -28,7 +28,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     running pickled code and check that it is a complete checkpoint of this project's model, or raise one line
     naming the file, what is wrong with it and what to pass instead."""
     path = Path(path)
-    if not path.exists():
+    problem = not_a_readable_file(path)
+    if problem == "not found":
         raise TricksterError(
             f"checkpoint {path} not found: pass an existing .ckpt file, or 'last' for the newest run's last.ckpt"
         )
@@ -36,6 +37,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise TricksterError(
             f"checkpoint {path} is a directory, not a file: pass one .ckpt file in it (a run keeps them in "
             "lightning_logs/version_N/checkpoints/), or 'last' for the newest run's last.ckpt"
+        )
+    if problem:
+        raise TricksterError(
+            f"checkpoint {path} {problem}: pass a .ckpt file, or 'last' for the newest run's last.ckpt"
         )
     checkpoint = _load_weights_only(path)
     if isinstance(checkpoint, dict):

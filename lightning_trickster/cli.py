@@ -40,7 +40,7 @@ from lightning_trickster.checkpoint import (
 )
 from lightning_trickster.commands import COMMANDS, Command, FitConfig
 from lightning_trickster.data import CorpusDataModule, data_args_from_tokenizer_state
-from lightning_trickster.errors import InvalidConfigError, StoppedBySignal, TricksterError
+from lightning_trickster.errors import InvalidConfigError, StoppedBySignal, TricksterError, not_a_readable_file
 from lightning_trickster.init_from import InitialWeights, check_typed_shape, read_initial_weights
 from lightning_trickster.legacy import translate_arguments, translate_config
 from lightning_trickster.model import SamplingSettings
@@ -48,6 +48,7 @@ from lightning_trickster.module import NanoTricksterModule
 from lightning_trickster.option_checks import (
     check_accelerator,
     check_compiler,
+    check_context_length,
     check_monitored_metric,
     check_no_empty_paths,
     check_seed,
@@ -77,6 +78,9 @@ UNACTIONABLE_WARNINGS = (
     # elsewhere (its best-so-far bookkeeping restarts; the run's own lines account for it).
     r"Checkpoint directory .* exists and is not empty",
     r"The dirpath has changed from",
+    # FSDP on one process has nothing to shard: torch says so at the start and at every full checkpoint.
+    r"FSDP is switching to use `NO_SHARD`",
+    r"When using ``NO_SHARD`` for ``ShardingStrategy``",
 )
 """Warnings a user cannot act on, silenced in one place (main)."""
 
@@ -108,6 +112,9 @@ def resolve_config(value: str) -> str:
         return value
     if value and Path(value).is_dir():
         raise TricksterError(f"config {value} is a directory: pass a YAML file in it, or a bundled preset's name")
+    problem = not_a_readable_file(Path(value)) if value else None
+    if problem and problem != "not found":
+        raise TricksterError(f"config {value} {problem}: pass a YAML file, or a bundled preset's name")
     presets = bundled_configs()
     name = Path(value).stem
     if Path(value).name in (name, f"{name}.yaml") and name in presets:
@@ -115,6 +122,13 @@ def resolve_config(value: str) -> str:
     raise TricksterError(
         f"config {value!r} not found: pass an existing YAML path or a bundled preset ({', '.join(sorted(presets))})"
     )
+
+
+def fsdp_without_a_gpu(strategy: object, accelerator: object) -> bool:
+    """`--trainer.strategy fsdp` where the run has no GPU: on the CPU accelerator, or "auto" without CUDA."""
+    if not isinstance(strategy, str) or strategy.lower() != "fsdp":
+        return False
+    return accelerator == "cpu" or (accelerator in ("auto", None) and not torch.cuda.is_available())
 
 
 class ActionPresetFile(ActionConfigFile):
@@ -360,6 +374,7 @@ class TricksterCLI(LightningCLI):
             "pass --trainer.default_root_dir a directory you can write to",
         )  # fmt: skip
         check_trainer_options(config.trainer)
+        check_context_length(config.model.max_seq_len)
         check_accelerator(config.trainer.accelerator)
         check_compiler(config.model.compile, config.trainer.accelerator)
         if config.trainer.enable_progress_bar is not False:  # Lightning refuses a bar it was told not to show
@@ -380,6 +395,12 @@ class TricksterCLI(LightningCLI):
             raise InvalidConfigError(f"{message}: fix that option ({PROG} {self.command} --help lists them)") from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        settings = self.config_init.get("trainer") or Namespace()
+        if fsdp_without_a_gpu(settings.get("strategy"), settings.get("accelerator")):
+            # Lightning's FSDPStrategy refuses a CPU; torch's FSDP shards over CPU processes (gloo) as well.
+            from lightning_trickster.sharding import ShardedStrategy
+
+            kwargs["strategy"] = ShardedStrategy()
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoint_io(trainer)
         return trainer

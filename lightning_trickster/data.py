@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
 from lightning_trickster.checkpoint import check_same_tokenizer
-from lightning_trickster.errors import DataError, InvalidConfigError
+from lightning_trickster.errors import DataError, InvalidConfigError, not_a_readable_file
 from lightning_trickster.prepared import (
     CorpusScan,
     DamagedCopy,
@@ -496,9 +496,11 @@ class CorpusDataModule(pl.LightningDataModule):
                     f"prompts file {prompts_file} is a directory: pass --data.prompts_file a text file with one prompt "
                     "per line"
                 )
-            if not prompts_file.is_file():
+            problem = not_a_readable_file(prompts_file)
+            if problem:
                 raise DataError(
-                    f"prompts file {prompts_file} not found: pass --data.prompts_file with an existing file"
+                    f"prompts file {prompts_file} {problem}: pass --data.prompts_file a text file with one prompt per "
+                    "line"
                 )
             try:
                 lines = prompts_file.read_text(encoding="utf-8").splitlines()

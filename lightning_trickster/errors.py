@@ -5,8 +5,33 @@ import errno
 import os
 import re
 import signal
+import stat
 import sys
 from pathlib import Path
+
+
+def not_a_readable_file(path: Path) -> str | None:
+    """What is wrong with reading `path` as a file, as the end of "<what> <path> ...": "not found", "is a symlink
+    loop", "is a FIFO (named pipe), not a regular file" (reading one would wait for a writer), "is a character device,
+    not a regular file" (/dev/zero never ends), ...; None for a regular file (also through symbolic links)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symlink loop"
+        if path.is_symlink():
+            return f"is a symlink to {os.readlink(path)}, which does not exist"
+        if err.errno == errno.ENOENT:
+            return "not found"
+        return f"cannot be read ({err.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "a socket")
+    return f"is {kind}, not a regular file"
 
 
 class TricksterError(Exception):

@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
@@ -79,16 +80,25 @@ def export_checkpoint(ckpt_path: Path, out_dir: Path, format: ExportFormat = "tr
     return write_export(lambda directory: writer(trained, directory), out_dir)
 
 
+STAGING_MARKER = "trickster-export-staging.json"
+"""In each export's staging directory: the host and process that write it, so that a later export can tell a
+leftover of a killed export (its process gone) from anything else."""
+
+
 def write_export(write: Callable[[Path], list[Path]], out_dir: Path) -> list[Path]:
     """Run `write` into a new directory beside the export's files (out_dir/.export-*, on the same filesystem), then
     move each finished file into out_dir. A write that fails (a full disk; safetensors and numpy report it in their
     own words) leaves an earlier export in out_dir as it was, and nothing of its own behind: the partial directory,
-    and out_dir itself if this export created it."""
+    and out_dir itself if this export created it. An export killed outright (SIGKILL, a power cut) leaves its
+    staging directory: the next export into out_dir removes it (remove_killed_exports_staging)."""
     created = not out_dir.exists()
     staging: Path | None = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_killed_exports_staging(out_dir)
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-"))
+        owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        (staging / STAGING_MARKER).write_text(json.dumps(owner) + "\n", encoding="utf-8")
         written = write(staging)
         for path in written:
             with open(path, "rb") as file:
@@ -122,6 +132,26 @@ def write_export(write: Callable[[Path], list[Path]], out_dir: Path) -> list[Pat
         if created:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()  # only if it is still empty: this export failed before it moved a file in
+
+
+def remove_killed_exports_staging(out_dir: Path) -> None:
+    """Remove the staging directories (out_dir/.export-*) of exports that were killed: only those whose marker names
+    this host and a process that no longer runs. Anything else of that name (a running export's, another host's on
+    a shared disk, a user's own folder) is left alone."""
+    for staging in out_dir.glob(".export-*"):
+        try:
+            owner = json.loads((staging / STAGING_MARKER).read_text(encoding="utf-8"))
+            pid = int(owner["pid"])
+            if staging.is_symlink() or owner["host"] != socket.gethostname() or pid == os.getpid():
+                continue
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # no marker of this program's: not an export's staging directory
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+        except PermissionError:
+            pass  # the process runs, as another user
 
 
 # ---------------------------------------------------------------------------------------------------- trickster

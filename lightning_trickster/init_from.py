@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from lightning_trickster.checkpoint import DATAMODULE_KEY, SHAPE_FIELDS, read_checkpoint
-from lightning_trickster.errors import InvalidConfigError, TricksterError
+from lightning_trickster.errors import InvalidConfigError, TricksterError, not_a_readable_file
 from lightning_trickster.tokenizer import (
     BPETokenizer,
     ByteTokenizer,
@@ -45,9 +45,10 @@ def read_initial_weights(path: str) -> InitialWeights:
 
         model, tokenizer, _ = load_exported(source)
         return InitialWeights(model.state_dict(), asdict(model.config), tokenizer, f"the export {source}")
-    if not source.exists():
+    problem = not_a_readable_file(source)
+    if problem:
         raise TricksterError(
-            f"--init_from {path} not found: pass a .ckpt written by fit or a directory written by export"
+            f"--init_from {path} {problem}: pass a .ckpt written by fit or a directory written by export"
         )
     checkpoint = read_checkpoint(source)
     hparams = checkpoint["hyper_parameters"]

@@ -89,6 +89,16 @@ def check_whole_steps_between_validations(interval: Any, accumulate: Any) -> Non
         )
 
 
+def check_context_length(max_seq_len: Any) -> None:
+    """--model.max_seq_len also sets the training windows' length (data.block_size, linked to it): the data module,
+    built first, would otherwise name an option nobody typed."""
+    if isinstance(max_seq_len, int) and not isinstance(max_seq_len, bool) and max_seq_len <= 0:
+        raise InvalidConfigError(
+            f"--model.max_seq_len {max_seq_len} is not possible: use a whole number >= 1 (the model's context length, "
+            "which is also the length of the training windows)"
+        )
+
+
 PATH_OPTIONS = {
     "ckpt_path", "ckpt_dir", "path", "cache_dir", "prepared_dir", "tokenizer_path", "prompts_file", "default_root_dir",
     "dirpath", "out", "output",

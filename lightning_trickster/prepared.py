@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from lightning_trickster.errors import DataError, InvalidConfigError, TricksterError
+from lightning_trickster.errors import DataError, InvalidConfigError, TricksterError, not_a_readable_file
 from lightning_trickster.runs import LockFile
 from lightning_trickster.tokenizer import END_OF_TEXT, BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer
 
@@ -85,9 +85,10 @@ def list_corpus_files(spec: str) -> list[Path]:
         if not files:
             raise DataError(f"directory {path} has no text files: pass --data.path a directory with UTF-8 files in it")
         return files
-    if not path.is_file():
+    problem = not_a_readable_file(path)
+    if problem:
         raise DataError(
-            f"data file {path} not found: pass --data.path pointing to a UTF-8 text file, a directory or a glob"
+            f"data file {path} {problem}: pass --data.path pointing to a UTF-8 text file, a directory or a glob"
         )
     if path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty: pass --data.path pointing to a UTF-8 text file")

@@ -8,6 +8,7 @@ cannot rely on (a Tenstorrent chip, CUDA) in NOT_FOLLOWABLE_HERE, with the reaso
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,28 @@ def without(args: list[str], option: str, values: int = 1) -> list[str]:
 
 def test_a_missing_checkpoint_says_pass_last_and_last_works(run, tmp_path, capsys):
     fails(predict(tmp_path / "missing.ckpt", run["root"]), capsys, "not found: pass an existing .ckpt file, or 'last'")
+    succeeds(predict("last", run["root"]), capsys)
+
+
+def not_regular_files(directory: Path) -> dict[str, Path]:
+    """What a path can name besides a regular file: reading a FIFO waits for a writer, /dev/zero never ends, and a
+    symlink loop cannot be opened at all."""
+    os.mkfifo(directory / "fifo")
+    (directory / "loop").symlink_to(directory / "loop")
+    return {"fifo": directory / "fifo", "device": Path("/dev/zero"), "loop": directory / "loop"}
+
+
+WHAT_IT_IS = {
+    "fifo": "is a FIFO (named pipe), not a regular file",
+    "device": "is a character device, not a regular file",
+    "loop": "is a symlink loop",
+}
+
+
+@pytest.mark.parametrize("kind", WHAT_IT_IS)
+def test_a_checkpoint_that_is_not_a_regular_file_says_what_it_is_and_last_works(run, tmp_path, capsys, kind):
+    bad = not_regular_files(tmp_path)[kind]
+    fails(predict(bad, run["root"]), capsys, f"{WHAT_IT_IS[kind]}: pass a .ckpt file, or 'last'")
     succeeds(predict("last", run["root"]), capsys)
 
 
@@ -335,6 +358,14 @@ def test_a_directory_as_config_says_pass_a_yaml_file_in_it_and_that_works(run, t
     succeeds(["fit", "--config", str(folder / "config.yaml"), *args[3:]], capsys)
 
 
+@pytest.mark.parametrize("kind", WHAT_IT_IS)
+def test_a_config_that_is_not_a_regular_file_says_what_it_is_and_a_preset_works(run, tmp_path, capsys, kind):
+    args = fit_args(run["corpus"], tmp_path, max_steps=1)
+    bad = not_regular_files(tmp_path)[kind]
+    fails(["fit", "--config", str(bad), *args[3:]], capsys, f"{WHAT_IT_IS[kind]}: pass a YAML file, or a bundled")
+    succeeds(["fit", "--config", "cpu", *args[3:]], capsys)
+
+
 def test_a_binary_config_says_pass_a_yaml_file_and_that_works(run, tmp_path, capsys):
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00model: 1")
     args = fit_args(run["corpus"], tmp_path, max_steps=1)
@@ -523,8 +554,11 @@ def test_a_corpus_too_short_for_a_window_says_use_a_smaller_context_and_that_wor
     succeeds([*without(args, "--model.max_seq_len"), "--model.max_seq_len", "8"], capsys)
 
 
-@pytest.mark.parametrize("problem", ["missing", "empty", "empty directory", "binary directory", "binary glob"])
+@pytest.mark.parametrize(
+    "problem", ["missing", "empty", "empty directory", "binary directory", "binary glob", *WHAT_IT_IS]
+)
 def test_a_corpus_that_is_not_there_says_pass_a_text_file_and_that_works(run, tmp_path, capsys, problem):
+    others = not_regular_files(tmp_path)
     binary = tmp_path / "binary"
     binary.mkdir()
     (binary / "weights.bin").write_bytes(bytes(range(256)) * 8)
@@ -536,12 +570,16 @@ def test_a_corpus_that_is_not_there_says_pass_a_text_file_and_that_works(run, tm
         "empty directory": (tmp_path / "nothing", "has no text files: pass --data.path a directory with UTF-8"),
         "binary directory": (binary, "pass --data.path a file, directory or glob of UTF-8 text"),
         "binary glob": (f"{binary}/*.bin", "pass --data.path a file, directory or glob of UTF-8 text"),
+        **{
+            kind: (others[kind], f"{what}: pass --data.path pointing to a UTF-8 text file")
+            for kind, what in WHAT_IT_IS.items()
+        },
     }[problem]
     fails(prepare(bad, tmp_path / "cache"), capsys, advice)
     texts = tmp_path / "texts"
     texts.mkdir()
     shutil.copy(run["corpus"], texts / "a.txt")
-    good = {"missing": run["corpus"], "empty": run["corpus"]}.get(problem, texts if "directory" in problem else None)
+    good = texts if "directory" in problem else None if "glob" in problem else run["corpus"]
     succeeds(prepare(good or f"{texts}/*.txt", tmp_path / "cache"), capsys)
 
 
@@ -601,15 +639,20 @@ def test_a_checkpoint_on_a_corpus_with_other_characters_says_start_a_new_run_or_
 # Prompts
 
 
-@pytest.mark.parametrize("problem", ["none", "directory", "missing", "binary"])
+@pytest.mark.parametrize("problem", ["none", "directory", "missing", "binary", *WHAT_IT_IS])
 def test_prompts_that_cannot_be_read_say_pass_a_text_file_and_that_works(run, tmp_path, capsys, problem):
+    others = not_regular_files(tmp_path)
     (tmp_path / "binary.txt").write_bytes(b"Line\n\xff\xfe")
     args = without(predict(run["last"], run["root"]), "--data.prompts")
     bad, advice = {
         "none": ([], "no prompts to complete: pass --data.prompts"),
         "directory": (["--data.prompts_file", str(tmp_path)], "pass --data.prompts_file a text file"),
-        "missing": (["--data.prompts_file", str(tmp_path / "no.txt")], "pass --data.prompts_file with an existing"),
+        "missing": (["--data.prompts_file", str(tmp_path / "no.txt")], "not found: pass --data.prompts_file a text"),
         "binary": (["--data.prompts_file", str(tmp_path / "binary.txt")], "pass a text file with one prompt per line"),
+        **{
+            kind: (["--data.prompts_file", str(others[kind])], f"{what}: pass --data.prompts_file a text file")
+            for kind, what in WHAT_IT_IS.items()
+        },
     }[problem]
     fails([*args, *bad], capsys, advice)
     (tmp_path / "prompts.txt").write_text("Line 1\nthe \n")

@@ -5,14 +5,23 @@ line. (The pass's other finds are tested where their subject is: test_faults, te
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import fit_args, write_small_corpus
+from faults import child_environment
 
 from lightning_trickster.cli import main
+from lightning_trickster.commands.export import FILES
+from lightning_trickster.export import STAGING_MARKER
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:
@@ -161,3 +170,95 @@ def test_plot_of_a_folder_whose_events_hold_no_loss_says_pass_a_run_that_trained
     assert status == 2 and "has no train/loss or val/loss scalars yet" in one_error_line(err)
     assert "pass a run directory written by fit that has trained that far" in err
     assert run_main(["plot", str(short_run["run"]), "--output", str(tmp_path / "c.png")], capsys)[0] == 0
+
+
+def test_fsdp_on_a_machine_without_a_gpu_trains_sharded_over_cpu_processes(short_run, tmp_path):
+    """It said FSDP needs a GPU, with a fix (accelerator='cuda') that cannot work here; torch's FSDP runs on CPU."""
+    if torch.cuda.is_available():
+        pytest.skip("with a GPU, --trainer.strategy fsdp is Lightning's own FSDP on it")
+    args = fit_args(short_run["corpus"], tmp_path, "--trainer.strategy", "fsdp", max_steps=2)
+    command = [sys.executable, "-m", "lightning_trickster", *args, "--model.optimization.optimizer"]
+    fit = subprocess.run([*command, "adamw"], capture_output=True, text=True, env=child_environment(), timeout=300)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "fit done: 2/2 steps" in fit.stdout + fit.stderr
+    assert torch.load(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+
+def test_a_context_length_of_zero_names_the_model_option_typed(short_run, tmp_path, capsys):
+    """It named data.block_size, an option nobody typed (the model's max_seq_len sets it)."""
+    args = fit_args(short_run["corpus"], tmp_path, "-q", max_steps=1)
+    status, _, err = run_main([*args, "--model.max_seq_len", "0"], capsys)
+    assert status == 2
+    assert one_error_line(err) == (
+        "error: --model.max_seq_len 0 is not possible: use a whole number >= 1 (the model's context length, which "
+        "is also the length of the training windows)"
+    )
+    assert run_main([*args, "--model.max_seq_len", "16"], capsys)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ("--model.hidden_dim 0", "hidden_dim must be a positive integer, got 0: set it to a value >= 1"),
+        (
+            "--model.nope 3",
+            "unrecognized arguments: --model.nope 3 (options: python -m lightning_trickster fit --help)",
+        ),
+        ('--model.hidden_dim "32', "No closing quotation: close the quote in --runs.bad"),
+    ],
+)
+def test_a_sweep_run_with_a_mistake_is_named_before_any_run_trains(short_run, tmp_path, capsys, options, problem):
+    args = [arg for arg in fit_args(short_run["corpus"], tmp_path / "runs") if arg != "fit"]
+    sweep = ["sweep", *args, "--tokens", "2000", "--evals", "1", "--out", str(tmp_path / "sweep")]
+    status, _, err = run_main([*sweep, "--runs.good", "--model.hidden_dim 32", "--runs.bad", options], capsys)
+    assert status == 2
+    assert one_error_line(err) == f"error: sweep run 'bad' ({options}): {problem}"
+    assert not (tmp_path / "sweep" / "runs").exists()  # every run is checked before the first trains
+
+
+SLOW_EXPORT = """
+import sys, time
+import lightning_trickster.export as export
+from lightning_trickster.cli import main
+
+write = export.export_trickster
+def written_then_held(trained, directory):
+    files = write(trained, directory)
+    time.sleep(300)  # the files are in the staging directory, not yet moved into --out: killed here
+    return files
+export.export_trickster = written_then_held
+main(sys.argv[1:])
+"""
+
+
+def test_an_export_killed_outright_leaves_staging_that_the_next_export_removes_and_nothing_else(short_run, tmp_path):
+    """SIGKILL cannot be handled: the killed export's .export-* folder stayed in --out for good. The next export
+    removes what it can tell is a killed export's (its marker names this host and a process that is gone), and keeps
+    a user's folder of that name and a running export's."""
+    out = tmp_path / "out"
+    export = ["export", "--ckpt_path", str(short_run["last"]), "--out", str(out)]
+    killed = subprocess.Popen([sys.executable, "-c", SLOW_EXPORT, *export], env=child_environment())
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".export-*/model.safetensors")) and time.monotonic() < deadline:
+            assert killed.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.5)  # config.json too
+    finally:
+        killed.kill()
+        killed.wait()
+    [leftover] = out.glob(".export-*")
+    assert not (out / "model.safetensors").exists()
+    (out / ".export-mine").mkdir()  # a user's own folder of that name
+    (out / ".export-mine" / "notes.txt").write_text("mine")
+    running = out / ".export-running"  # an export that still runs: its process (init) is alive
+    running.mkdir()
+    (running / STAGING_MARKER).write_text(json.dumps({"host": socket.gethostname(), "pid": 1}))
+
+    main(export)
+
+    assert not leftover.exists()
+    assert (out / ".export-mine" / "notes.txt").read_text() == "mine" and running.is_dir()
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        [".export-mine", ".export-running", *FILES["trickster"]]
+    )

@@ -19,12 +19,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentError
 
 from lightning_trickster.commands.fit_config import FitConfig
 from lightning_trickster.commands.info import run_layout, trainer_settings
 from lightning_trickster.errors import InvalidConfigError, TricksterError
 from lightning_trickster.module import tokens_per_optimizer_step
 from lightning_trickster.runs import read_scalars, training_runs
+
+
+def planned_run(fit_config: FitConfig, name: str, overrides: str) -> FitConfig:
+    """The configuration with one run's options on top; a mistake in them names the run."""
+    try:
+        args = shlex.split(overrides)
+    except ValueError as err:  # an unclosed quote
+        raise InvalidConfigError(f"sweep run {name!r} ({overrides}): {err}: close the quote in --runs.{name}") from None
+    exit_on_error, fit_config.parser.exit_on_error = fit_config.parser.exit_on_error, False
+    try:
+        return fit_config.updated(args)
+    except ArgumentError as err:
+        message = " ".join(str(err).split())
+        raise InvalidConfigError(
+            f"sweep run {name!r} ({overrides}): {message} (options: python -m lightning_trickster fit --help)"
+        ) from None
+    finally:
+        fit_config.parser.exit_on_error = exit_on_error
 
 
 def plan_run(fit_config: FitConfig, tokens: float, evals: int) -> dict[str, Any]:
@@ -75,7 +94,7 @@ def train(name: str, fit_config: FitConfig, overrides: str, plan: dict[str, Any]
     output = root / "fit.log"
     output.write_text(result.stdout + result.stderr, encoding="utf-8")
     if result.returncode != 0:
-        last_line = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        last_line = (result.stderr.strip().splitlines() or ["(no output)"])[-1].removeprefix("error: ")
         raise TricksterError(f"sweep run {name!r} failed: {last_line} (full output in {output})")
     log_dir = training_runs(root)[-1]
     scalars = read_scalars(log_dir)
@@ -145,8 +164,11 @@ def sweep(
     out.mkdir(parents=True, exist_ok=True)
     planned = []
     for name, overrides in runs.items():  # every run is planned (and its options checked) before any trains
-        run = fit_config.updated(shlex.split(overrides))
-        planned.append((name, run, overrides, plan_run(run, tokens, evals)))
+        run = planned_run(fit_config, name, overrides)
+        try:
+            planned.append((name, run, overrides, plan_run(run, tokens, evals)))
+        except TricksterError as err:
+            raise type(err)(f"sweep run {name!r} ({overrides}): {err}") from None
     results = []
     for name, run, overrides, plan in planned:
         result = train(name, run, overrides, plan, runs_dir or out / "runs")
