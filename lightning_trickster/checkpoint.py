@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,29 @@ def _load_weights_only(path: Path) -> Any:
         reason = "it is not a file torch.save wrote"
     else:
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as err:  # torch raises many types for corrupt, truncated or foreign files
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if "central directory" in first_line or "failed reading zip archive" in first_line:
                 reason = "the file is truncated or corrupt: a save or copy was cut short"
             else:
                 reason = first_line[:160]
+        else:
+            damaged = damaged_record(path)
+            if damaged is None:
+                return checkpoint
+            reason = f"its record {damaged} does not match its checksum: the file was damaged after it was written"
     raise TricksterError(f"checkpoint {path} could not be read ({reason}): {NOT_A_CHECKPOINT_FIX}") from None
+
+
+def damaged_record(path: Path) -> str | None:
+    """The first record of a torch.save zip archive whose bytes no longer match the CRC-32 stored beside them (torch
+    does not check it: a flipped byte in the weights would load silently). One read of the file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"({err})"
 
 
 def _what_is_wrong(checkpoint: Any) -> str | None:

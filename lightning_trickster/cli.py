@@ -124,11 +124,45 @@ def resolve_config(value: str) -> str:
     )
 
 
+def own_error_behind(err: BaseException) -> TricksterError | None:
+    """The first of this program's one-line errors among the causes of err."""
+    seen: set[int] = set()
+    cause = err.__cause__ or err.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, TricksterError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def fsdp_without_a_gpu(strategy: object, accelerator: object) -> bool:
     """`--trainer.strategy fsdp` where the run has no GPU: on the CPU accelerator, or "auto" without CUDA."""
     if not isinstance(strategy, str) or strategy.lower() != "fsdp":
         return False
     return accelerator == "cpu" or (accelerator in ("auto", None) and not torch.cuda.is_available())
+
+
+OPTION_GROUPS = ("trainer", "model", "data", "sampling", "checkpoint", "samples", "interrupt", "nonfinite")
+"""The top-level keys of a config file that hold options of their own (trainer: max_steps: ...)."""
+
+
+def check_option_groups(content: dict[str, Any], config: str) -> None:
+    """A group given a plain value (`trainer: 5`, `data: [1]`) would end in a traceback when its options are read."""
+    for key in OPTION_GROUPS:
+        value = content.get(key)
+        if value is not None and not isinstance(value, (dict, str)):
+            raise TricksterError(
+                f"config {config} sets {key} to {value!r}, but {key} holds options: write them indented under "
+                f"{key}: (e.g. `{key}:` then `  {EXAMPLE_OPTION[key]}` on the next line), or leave {key} out"
+            )
+
+
+EXAMPLE_OPTION = {
+    "trainer": "max_steps: 100", "model": "hidden_dim: 64", "data": "batch_size: 8", "sampling": "temperature: 0.8",
+    "checkpoint": "save_top_k: 1", "samples": "every_n_steps: 100", "interrupt": "signals: [SIGINT]",
+    "nonfinite": "action: stop",
+}  # fmt: skip
 
 
 class ActionPresetFile(ActionConfigFile):
@@ -141,6 +175,8 @@ class ActionPresetFile(ActionConfigFile):
             content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except yaml.YAMLError:
             content = None  # jsonargparse reports the syntax error
+        if isinstance(content, dict):
+            check_option_groups(content, values)
         if isinstance(content, dict) and translate_config(content, path):
             super().__call__(parser, cfg, yaml.safe_dump(content, sort_keys=False), option_string)
         else:
@@ -388,6 +424,9 @@ class TricksterCLI(LightningCLI):
         except (TricksterError, TTError):  # already one line naming the fix
             raise
         except (MisconfigurationException, ValueError) as err:
+            own = own_error_behind(err)
+            if own is not None:  # a check of ours behind jsonargparse's report on a linked group (--sampling.*)
+                raise own from None
             # Lightning checks the values TRAINER_RULES does not (a bad accelerator or strategy name, negative
             # limits or epochs, an unparsable max_time, ModelCheckpoint's save_top_k) as it builds the Trainer and
             # its callbacks; its messages name the option and the value.

@@ -364,14 +364,14 @@ class CorpusDataModule(pl.LightningDataModule):
                 self._corpus_path = download_tiny_shakespeare(Path(self.hparams.cache_dir))
             else:
                 list_corpus_files(self.hparams.path)  # a one-line error if it is missing, empty or matches nothing
-                self._corpus_path = Path(self.hparams.path).expanduser()
+                self._corpus_path = Path(os.path.expanduser(self.hparams.path))
         return self._corpus_path
 
     @property
     def prepared_path(self) -> Path:
         """Where the prepared copy is kept: prepared_dir, or cache_dir/prepared/<corpus name>-<hash>/<tokenizer>."""
         if self.hparams.prepared_dir is not None:
-            return Path(self.hparams.prepared_dir).expanduser()
+            return Path(os.path.expanduser(self.hparams.prepared_dir))
         corpus = os.path.abspath(self.corpus_path)
         name = Path(corpus.split("*")[0].split("?")[0].split("[")[0].rstrip("/") or "corpus").name or "corpus"
         key = hashlib.sha256(corpus.encode("utf-8")).hexdigest()[:8]

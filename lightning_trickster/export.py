@@ -120,10 +120,13 @@ def write_export(write: Callable[[Path], list[Path]], out_dir: Path) -> list[Pat
             ) from None
         if failed_write_errno(err, out_dir) is None:
             raise  # not a failed write: a bug to report as it is
+        existing = out_dir  # the folder to free or make writable: --out, or the one it could not be created in
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
         raise write_failure(
             f"the export to {out_dir}",
             err,
-            out_dir,
+            existing,
             f"run export again (or pass --out on a disk with room); any earlier export in {out_dir} is left as it was",
         ) from None
     finally:

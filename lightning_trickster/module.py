@@ -34,6 +34,14 @@ def tokens_per_optimizer_step(windows: int, window_length: int, accumulate: int,
     return windows * window_length * accumulate * processes
 
 
+def running_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The Trainer that runs module, or None outside one (Lightning's `trainer` property raises there)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
 class NanoTricksterModule(pl.LightningModule):
     evaluation_needs_logits = False
     """Validation and test use only the loss (perplexity is its exp): an accelerator may skip sending logits back."""
@@ -244,7 +252,8 @@ class NanoTricksterModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokens_trained = checkpoint.get("tokens_trained")
-        if self._trainer is None or not isinstance(self.trainer.strategy, FSDPStrategy):  # FSDP: sharded state_dict
+        trainer = running_trainer(self)
+        if trainer is None or not isinstance(trainer.strategy, FSDPStrategy):  # FSDP: sharded state_dict
             check_same_architecture(checkpoint, self.hparams, self.state_dict())
         self.checkpoint_step = checkpoint["global_step"]
 
@@ -262,8 +271,8 @@ class NanoTricksterModule(pl.LightningModule):
         choice = self.hparams.compile
         if choice is not None:
             return choice
-        if self._trainer is not None:
-            trainer = self.trainer
+        trainer = running_trainer(self)
+        if trainer is not None:
             if trainer.state.fn != TrainerFn.FITTING:
                 return False
             if not isinstance(trainer.accelerator, (CPUAccelerator, CUDAAccelerator)):
@@ -286,7 +295,7 @@ class NanoTricksterModule(pl.LightningModule):
 
     def _clips_scaled_gradients(self) -> bool:
         """fp16 mixed precision (a loss scaler) with gradient clipping: gradients must be unscaled before clipping."""
-        if self._trainer is None:
+        if running_trainer(self) is None:
             return False
         precision = self.trainer.precision_plugin
         return (
@@ -317,7 +326,8 @@ class NanoTricksterModule(pl.LightningModule):
         """The configured optimizer (weight decay on matrices and embeddings, not norm weights) and the
         warmup-cosine schedule."""
         settings = self.optimization
-        sharded = self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy)
+        trainer = running_trainer(self)
+        sharded = trainer is not None and isinstance(trainer.strategy, FSDPStrategy)
         if settings.optimizer == "muon" and sharded:
             raise InvalidConfigError(
                 "model.optimization.optimizer muon needs whole weight matrices, but FSDP shards them: use "

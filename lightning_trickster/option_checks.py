@@ -38,6 +38,16 @@ def check_compiler(compile_model: Any, accelerator: Any) -> None:
         )
 
 
+def is_zero_duration(value: Any) -> bool:
+    """max_time "00:00:00:00" (or a mapping of zeros): a fit that would stop before its first step. Anything else,
+    an unparsable duration included, is left to Lightning's own check."""
+    parts = value.split(":") if isinstance(value, str) else list(value.values()) if isinstance(value, dict) else None
+    try:
+        return parts is not None and all(float(part) == 0 for part in parts)
+    except (TypeError, ValueError):
+        return False
+
+
 TRAINER_RULES = {
     "accumulate_grad_batches": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
     "gradient_clip_val": (lambda v: v is None or v >= 0, "a number >= 0 (0 or null: no clipping)"),
@@ -46,8 +56,13 @@ TRAINER_RULES = {
     "val_check_interval": (lambda v: v is None or v > 0, "a number > 0 (batches, or a fraction of an epoch)"),
     # 0 would train nothing and still report the run as done.
     "limit_train_batches": (lambda v: v is None or v > 0, "a number > 0 (batches, or a fraction of an epoch)"),
+    "max_time": (lambda v: not is_zero_duration(v), "a duration above zero, DD:HH:MM:SS (e.g. 00:01:00:00)"),
     "num_sanity_val_steps": (lambda v: v is None or v >= -1, "a whole number >= 0, or -1 for the whole split"),
     "num_nodes": (lambda v: v >= 1, "a whole number >= 1"),
+    # The model keeps its rotary tables in float32, which attention cannot mix with float64 queries.
+    "precision": (lambda v: str(v) not in ("64", "64-true", "double"), "32-true (the default), bf16-mixed or 16-mixed"),
+    # The checkpoint settings (--checkpoint.*) always add one: Lightning would refuse the pair.
+    "enable_checkpointing": (lambda v: v is not False, "true: a fit always writes last.ckpt, to resume from"),
     "devices": (
         lambda v: v in ("auto", -1, "-1") or (isinstance(v, list) and v != []) or int(str(v)) >= 1,
         "a number of devices >= 1, a list of device ids, or auto",

@@ -75,7 +75,7 @@ def list_corpus_files(spec: str) -> list[Path]:
                 "expand it; use ** to search subdirectories)"
             )
         return matches
-    path = Path(spec).expanduser()
+    path = Path(os.path.expanduser(spec))
     if path.is_dir():
         files = sorted(
             p
@@ -141,7 +141,7 @@ def scan_corpus(spec: str, *, require_utf8: bool, on_bad_file: OnBadFile, collec
     fail or are skipped as on_bad_file says. A single file passed by name is always used: for the byte tokenizer it
     need not be UTF-8 (any bytes tokenize; its characters are then counted as bytes)."""
     files = list_corpus_files(spec)
-    many = Path(spec).expanduser().is_dir() or is_glob(spec)
+    many = Path(os.path.expanduser(spec)).is_dir() or is_glob(spec)
     documents, skipped, characters = [], [], set()
     ascii_seen = np.zeros(128, dtype=bool)
     with progress_bar(sum(p.stat().st_size for p in files), "prepare: reading") as bar:

@@ -386,6 +386,8 @@ def require_writable(directory: Path, what: str, fix: str) -> None:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as err:
+        if err.errno == errno.EEXIST:  # mkdir's answer for a file or a device of that name
+            raise TricksterError(f"{what} {directory} is not a directory: {fix}") from None
         raise TricksterError(f"{what} {directory} is not writable ({err.strerror or err}): {fix}") from None
 
 

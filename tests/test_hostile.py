@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import torch
 from conftest import fit_args, write_small_corpus
 from faults import child_environment
+from realfaults import small_filesystem, start_in_own_group
 
 from lightning_trickster.cli import main
 from lightning_trickster.commands.export import FILES
@@ -262,3 +264,135 @@ def test_an_export_killed_outright_leaves_staging_that_the_next_export_removes_a
     assert sorted(path.name for path in out.iterdir()) == sorted(
         [".export-mine", ".export-running", *FILES["trickster"]]
     )
+
+
+def test_an_export_that_cannot_create_its_out_folder_names_the_folder_to_make_writable(short_run, tmp_path, capsys):
+    """It said `make …/ro/x writable` of the --out that could not be created, instead of the read-only folder."""
+    with small_filesystem(tmp_path / "disk") as disk:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        export = ["export", "--ckpt_path", str(short_run["last"]), "--out", str(disk / "x")]
+        status, _, err = run_main(export, capsys)
+        assert status == 2
+        assert one_error_line(err).startswith(
+            f"error: could not write the export to {disk / 'x'} (Read-only file system): make {disk} writable, then "
+        )
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)  # the advice
+        assert run_main(export, capsys)[0] == 0
+
+
+def test_a_file_as_the_output_directory_says_it_is_not_a_directory(short_run, tmp_path, capsys):
+    """/dev/null as --trainer.default_root_dir was `is not writable (File exists)`."""
+    args = fit_args(short_run["corpus"], Path("/dev/null"), "-q", max_steps=1)
+    status, _, err = run_main(args, capsys)
+    assert status == 2
+    assert one_error_line(err) == (
+        "error: output directory /dev/null is not a directory: pass --trainer.default_root_dir a directory you can "
+        "write to"
+    )
+    assert run_main(fit_args(short_run["corpus"], tmp_path, "-q", max_steps=1), capsys)[0] == 0
+
+
+def test_a_corpus_under_an_unknown_users_home_is_not_found(short_run, tmp_path, capsys):
+    """`~nosuchuser/corpus.txt` ended in `RuntimeError: Could not determine home directory`."""
+    status, _, err = run_main(fit_args(Path("~nosuchuser/corpus.txt"), tmp_path, "-q", max_steps=1), capsys)
+    assert status == 2
+    assert one_error_line(err) == (
+        "error: data file ~nosuchuser/corpus.txt not found: pass --data.path pointing to a UTF-8 text file, a "
+        "directory or a glob"
+    )
+
+
+def test_plot_of_a_symlink_loop_says_so(short_run, tmp_path, capsys):
+    """It said the path `does not exist`."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    status, _, err = run_main(["plot", str(tmp_path / "loop"), "--output", str(tmp_path / "c.png")], capsys)
+    assert status == 2
+    assert one_error_line(err) == (
+        f"error: {tmp_path / 'loop'} is a symlink loop: pass run directories written by fit (e.g. runs/cpu)"
+    )
+
+
+def test_a_sampling_value_out_of_range_is_our_one_line_not_jsonargparses_union_report(short_run, capsys):
+    """predict said `Does not validate against any of the Union subtypes ... Given value: Namespace(...)`."""
+    args = ["predict", "--ckpt_path", str(short_run["last"]), "--data.prompts", '["Line"]', "--sampling.temperature"]
+    status, _, err = run_main([*args, "-1"], capsys)
+    assert status == 2
+    assert one_error_line(err) == "error: sampling.temperature must be a finite number >= 0 (0 means greedy), got -1.0"
+    assert run_main([*args, "0"], capsys)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "message", "good"),
+    [
+        (  # it ended in a traceback from attention (float64 queries, float32 rotary tables)
+            ["--trainer.precision", "64-true"],
+            "--trainer.precision '64-true' is not possible: use 32-true (the default), bf16-mixed or 16-mixed",
+            ["--trainer.precision", "32-true"],
+        ),
+        (  # Lightning's refusal, with 'fix that option', of a ModelCheckpoint nobody can leave out
+            ["--trainer.enable_checkpointing", "false"],
+            "--trainer.enable_checkpointing False is not possible: use true: a fit always writes last.ckpt, to "
+            "resume from",
+            ["--trainer.enable_checkpointing", "true"],
+        ),
+        (  # it trained nothing and exited 0
+            ["--trainer.max_time", "00:00:00:00"],
+            "--trainer.max_time '00:00:00:00' is not possible: use a duration above zero, DD:HH:MM:SS (e.g. "
+            "00:01:00:00)",
+            ["--trainer.max_time", "00:01:00:00"],
+        ),
+    ],
+)
+def test_trainer_options_that_cannot_work_here_are_one_line_and_the_advice_works(
+    short_run, tmp_path, capsys, bad, message, good
+):
+    args = fit_args(short_run["corpus"], tmp_path, "-q", max_steps=1)
+    status, _, err = run_main([*args, *bad], capsys)
+    assert status == 2
+    assert one_error_line(err) == f"error: {message}"
+    assert run_main([*args, *good], capsys)[0] == 0
+
+
+def test_a_config_that_gives_an_option_group_a_plain_value_says_indent_its_options(short_run, tmp_path, capsys):
+    """`trainer: 5` ended in AttributeError, `data: [1]` in KeyError."""
+    args = fit_args(short_run["corpus"], tmp_path, "-q", max_steps=1)
+    (tmp_path / "flat.yaml").write_text("trainer: 5\n")
+    status, _, err = run_main([*args, "--config", str(tmp_path / "flat.yaml")], capsys)
+    assert status == 2
+    assert one_error_line(err) == (
+        f"error: config {tmp_path / 'flat.yaml'} sets trainer to 5, but trainer holds options: write them indented "
+        "under trainer: (e.g. `trainer:` then `  max_steps: 100` on the next line), or leave trainer out"
+    )
+    (tmp_path / "nested.yaml").write_text("trainer:\n  max_steps: 1\n")
+    assert run_main([*args, "--config", str(tmp_path / "nested.yaml")], capsys)[0] == 0
+
+
+def test_a_checkpoint_damaged_after_it_was_written_is_refused_not_loaded(short_run, tmp_path, capsys):
+    """64 zeroed bytes inside the weights loaded silently (torch does not check the archive's checksums), and
+    predict wrote completions of a damaged model."""
+    data = bytearray(short_run["last"].read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    (tmp_path / "damaged.ckpt").write_bytes(bytes(data))
+    args = ["predict", "--data.prompts", '["Line"]', "--trainer.default_root_dir", str(tmp_path), "--ckpt_path"]
+    status, _, err = run_main([*args, str(tmp_path / "damaged.ckpt")], capsys)
+    assert status == 2
+    line = one_error_line(err)
+    assert line.startswith(f"error: checkpoint {tmp_path / 'damaged.ckpt'} could not be read (its record archive/")
+    assert "does not match its checksum: the file was damaged after it was written): pass a .ckpt file" in line
+    assert run_main([*args, str(short_run["last"])], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_while_the_command_starts_is_one_line_and_its_exit_status(short_run, tmp_path, signal_name):
+    """While the libraries load (seconds), Ctrl-C was a KeyboardInterrupt traceback and SIGTERM or SIGHUP killed
+    the process without a word. Whether the signal lands while loading or just after, the command stops alike."""
+    signum = signal.Signals[signal_name]
+    command = start_in_own_group(["export", "--ckpt_path", str(short_run["last"]), "--out", str(tmp_path / "x")])
+    time.sleep(0.5)
+    os.killpg(command.pid, signum)
+    output, _ = command.communicate(timeout=120)
+    assert command.returncode == 128 + signum, output[-3000:]
+    assert "Traceback" not in output
+    assert one_error_line(output).startswith(f"error: stopped by {signal_name}")
+    assert not (tmp_path / "x").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_trickster.errors import WRITE_FAILURES, TricksterError, write_failure
+from lightning_trickster.errors import WRITE_FAILURES, TricksterError, not_a_readable_file, write_failure
 from lightning_trickster.reliability import write_file_atomically
 from lightning_trickster.runs import read_scalars
 
@@ -17,7 +17,11 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     runs: list[Path] = []
     for path in paths:
         if not path.exists():
-            raise TricksterError(f"{path} does not exist: pass run directories written by fit (e.g. runs/cpu)")
+            problem = not_a_readable_file(path)  # not found, a symlink loop, a symlink to nothing
+            raise TricksterError(
+                f"{path} {'does not exist' if problem == 'not found' else problem}: pass run directories written by "
+                "fit (e.g. runs/cpu)"
+            )
         found = sorted({event.parent for event in path.rglob("events.out.tfevents.*")})
         if not found:
             raise TricksterError(f"no TensorBoard event files under {path}: pass a run directory written by fit")
