@@ -74,8 +74,6 @@ from lightning_trickster.runs import (
 # The console script `trickster` is the same program under its own name.
 PROG = "trickster" if Path(sys.argv[0]).name == "trickster" else "python -m lightning_trickster"
 
-# --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring.
-set_parsing_settings(docstring_parse_attribute_docstrings=True)
 UNACTIONABLE_WARNINGS = (
     # Lightning 2.6 calls a torch pytree API that newer torch deprecates.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -462,10 +460,19 @@ def run(args: list[str], quiet: bool = False, verbose: bool = False) -> None:
         commands_parser().parse_args(args)  # --help, or an error naming the choices
         return
     name, args = args[0], translate_arguments(args[1:])
+    # --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring; reading them
+    # parses the classes' source, about a second of every start-up, so only a command that shows help reads them.
+    set_parsing_settings(docstring_parse_attribute_docstrings=shows_help(args))
     if name in LIGHTNING_COMMANDS:
         TricksterCLI(name, args, quiet=quiet, verbose=verbose).run()
     else:
         run_command(COMMANDS[name], args, f"{PROG} {name}")
+
+
+def shows_help(args: list[str]) -> bool:
+    """Whether a command's arguments ask for help text: --help, a group's help (--model.help) or a commented
+    --print_config."""
+    return any(arg in ("-h", "--help") or arg.endswith(".help") or arg.startswith("--print_config") for arg in args)
 
 
 DESCRIPTION = """Train NanoTrickster from scratch and sample from it.
