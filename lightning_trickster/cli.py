@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import lightning_tt.register  # noqa: F401  registers accelerator "tt" and strategies "tt", "tt_ddp" by name
 import torch
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -64,13 +64,17 @@ from lightning_trickster.reliability import (
     require_writable,
     use_atomic_checkpoint_io,
 )
-from lightning_trickster.runs import RunLock, evaluation_dir, newest_last_checkpoint, run_folder_of
+from lightning_trickster.runs import (
+    RunLock,
+    evaluation_dir,
+    newest_last_checkpoint,
+    run_folder_of,
+    wait_for_a_later_event_file_name,
+)
 
 # The console script `trickster` is the same program under its own name.
 PROG = "trickster" if Path(sys.argv[0]).name == "trickster" else "python -m lightning_trickster"
 
-# --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring.
-set_parsing_settings(docstring_parse_attribute_docstrings=True)
 UNACTIONABLE_WARNINGS = (
     # Lightning 2.6 calls a torch pytree API that newer torch deprecates.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -203,16 +207,8 @@ def default_logger(root: Path, resumed_run: Path | None, resumed_step: int = 0) 
     init_args: dict[str, Any] = {"save_dir": str(root), "default_hp_metric": False}
     if resumed_run is not None:
         init_args.update(name=resumed_run.parent.name, version=resumed_run.name, purge_step=resumed_step)
+        wait_for_a_later_event_file_name(resumed_run)
     return {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init_args}
-
-
-def instantiate(parser: ArgumentParser, config: Namespace) -> Namespace:
-    """jsonargparse 4.49 renamed instantiate_classes to instantiate."""
-    return (
-        getattr(parser, "instantiate", None)(config)
-        if hasattr(parser, "instantiate")
-        else (parser.instantiate_classes(config))
-    )
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -504,7 +500,7 @@ def run_command(command: Command, args: list[str], prog: str) -> None:
     )
     config = parser.parse_args(args)
     check_no_empty_paths(config, args, parser.prog)
-    built = instantiate(parser, config)
+    built = parser.instantiate(config)
     command.function(**{key.rsplit(".", 1)[-1]: built[key] for key in keys})
 
 
@@ -524,10 +520,19 @@ def run(args: list[str], quiet: bool = False, verbose: bool = False) -> None:
         commands_parser().parse_args(args)  # --help, or an error naming the choices
         return
     name, args = args[0], translate_arguments(args[1:])
+    # --help of a dataclass option (the model shape, SamplingSettings) shows each field's docstring; reading them
+    # parses the classes' source, about a second of every start-up, so only a command that shows help reads them.
+    set_parsing_settings(docstring_parse_attribute_docstrings=shows_help(args))
     if name in LIGHTNING_COMMANDS:
         TricksterCLI(name, args, quiet=quiet, verbose=verbose).run()
     else:
         run_command(COMMANDS[name], args, f"{PROG} {name}")
+
+
+def shows_help(args: list[str]) -> bool:
+    """Whether a command's arguments ask for help text: --help, a group's help (--model.help) or a commented
+    --print_config."""
+    return any(arg in ("-h", "--help") or arg.endswith(".help") or arg.startswith("--print_config") for arg in args)
 
 
 DESCRIPTION = """Train NanoTrickster from scratch and sample from it.

@@ -55,6 +55,17 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+def wait_for_a_later_event_file_name(run: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with the second it was created in
+    (then host and PID): an event file created in the same second as the newest one already there could sort before
+    it, and the interrupted run's steps would be drawn after the resumed run's. A resumed run waits (at most a
+    second) until its file's name will sort last."""
+    seconds = (path.name.split(".")[3] for path in run.glob("events.out.tfevents.*"))
+    newest = max((int(second) for second in seconds if second.isdigit()), default=None)
+    if newest is not None and time.time() < newest + 1:
+        time.sleep(newest + 1 - time.time())
+
+
 def evaluation_dir(command: str, ckpt_path: str | None, root: Path) -> Path:
     """A new folder for one evaluation's outputs: RUN/eval/COMMAND-CHECKPOINT-N inside the run that wrote the
     checkpoint, or root/eval/... for a checkpoint from elsewhere (or none), or whose run folder this process cannot

@@ -12,7 +12,13 @@ from realfaults import hold_lock_in_another_process
 
 from lightning_trickster.cli import main
 from lightning_trickster.errors import TricksterError
-from lightning_trickster.runs import RunLock, evaluation_dir, newest_last_checkpoint, run_folder_of
+from lightning_trickster.runs import (
+    RunLock,
+    evaluation_dir,
+    newest_last_checkpoint,
+    run_folder_of,
+    wait_for_a_later_event_file_name,
+)
 
 
 def hold_run_lock(run) -> "object":
@@ -95,3 +101,13 @@ def test_ckpt_path_last_finds_lightnings_hpc_checkpoints_too(small_corpus, tmp_p
 def test_ckpt_path_last_without_any_checkpoint_names_both_places(tmp_path):
     with pytest.raises(TricksterError, match=r"no run under .*lightning_logs has checkpoints/last.ckpt \(nor has "):
         newest_last_checkpoint(tmp_path)
+
+
+def test_a_run_resumed_in_the_same_second_writes_an_event_file_that_tensorboard_reads_last(tmp_path):
+    # TensorBoard reads event files in name order, and the name starts with the second it was created in.
+    interrupted = tmp_path / f"events.out.tfevents.{int(time.time())}.host.99999.0"
+    interrupted.touch()
+    (tmp_path / "events.out.tfevents.notanumber").touch()
+    wait_for_a_later_event_file_name(tmp_path)
+    resumed = tmp_path / f"events.out.tfevents.{int(time.time())}.host.1.0"  # a smaller PID sorts first
+    assert sorted([resumed.name, interrupted.name])[-1] == resumed.name

@@ -39,7 +39,7 @@ def test_a_long_generation_in_predict_stops_at_once(checkpoint, signum, status):
     args = ["predict", "--config", "cpu.yaml", "--ckpt_path", str(checkpoint), "--trainer.enable_progress_bar", "false",
             "--data.prompts", '["Line"]', "--sampling.max_new_tokens", "1000000"]  # fmt: skip
     code, last_line, seconds = signal_after(args, signum, ready="Seed set")
-    assert code == status and seconds < 5
+    assert code == status and seconds < 10  # generating a million tokens would take hours
     assert last_line == f"error: stopped by {signal.Signals(signum).name}: what was already written is kept"
 
 

@@ -31,8 +31,7 @@ class FitConfig:
     def instantiate(self) -> tuple[Any, Any]:
         """The LightningModule and the DataModule this configuration builds (the data module first: the model's
         vocabulary size comes from its tokenizer). Under `with torch.device("meta")` the weights take no memory."""
-        instantiate = getattr(self.parser, "instantiate", None) or self.parser.instantiate_classes
-        built = instantiate(self.full)
+        built = self.parser.instantiate(self.full)
         return built.model, built.data
 
     def updated(self, args: list[str]) -> FitConfig:
