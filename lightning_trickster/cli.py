@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import lightning_tt.register  # noqa: F401  registers accelerator "tt" and strategies "tt", "tt_ddp" by name
 import torch
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
