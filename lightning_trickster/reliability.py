@@ -498,7 +498,7 @@ class CheckpointOnSignal(Callback):
         collective (a barrier, the start-up baseline's reduction) and hangs or breaks it, before it calls ours. Called
         from the first hooks after Lightning installs it; its teardown restores the handlers it found, ours."""
         for signum, handler in self._handlers.items():
-            if signal.getsignal(signum) is not handler:
+            if signal.getsignal(signum) != handler:  # a bound method: equal, not the same object
                 signal.signal(signum, handler)
 
     def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
