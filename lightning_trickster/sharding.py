@@ -15,9 +15,9 @@ On GPU the model is wrapped by Lightning's own code path.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Literal
 
-from lightning.fabric.strategies.fsdp import _move_torchmetrics_to_device, _setup_activation_checkpointing
+import lightning.pytorch as pl
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.plugins.precision import FSDPPrecision, Precision
 from lightning.pytorch.strategies import FSDPStrategy
@@ -29,7 +29,6 @@ from torch.distributed.fsdp import (
     OptimStateKeyType,
     StateDictType,
 )
-from torch.nn import Module
 from torch.optim import Optimizer
 
 
@@ -47,6 +46,15 @@ class ShardedPrecision(FSDPPrecision):
 class ShardedStrategy(FSDPStrategy):
     """FSDPStrategy that also runs on CPU (gloo) and supports ``gradient_clip_val`` (clipping by norm)."""
 
+    def __init__(self, state_dict_type: Literal["full", "sharded"] = "full", **kwargs: Any) -> None:
+        """
+        Args:
+            state_dict_type: "full": one checkpoint file gathered on rank 0; "sharded": a folder with one file per
+                rank. Every other argument is FSDPStrategy's.
+        """
+        super().__init__(state_dict_type=state_dict_type, **kwargs)
+        self.state_dict_type = state_dict_type
+
     @property
     def precision_plugin(self) -> FSDPPrecision:
         return FSDPStrategy.precision_plugin.fget(self)
@@ -57,27 +65,26 @@ class ShardedStrategy(FSDPStrategy):
             plugin = ShardedPrecision(plugin.precision, plugin.scaler)
         FSDPStrategy.precision_plugin.fset(self, plugin)
 
-    def _setup_model(self, model: Module) -> Module:
-        already_wrapped = any(isinstance(module, FullyShardedDataParallel) for module in model.modules())
-        if self.root_device.type != "cpu" or already_wrapped:
-            model = super()._setup_model(model)
-        else:
-            model = FullyShardedDataParallel(
-                module=model,
+    def setup(self, trainer: pl.Trainer) -> None:
+        # On CPU the model is wrapped here, with the CPU as its device; FSDPStrategy.setup then finds it wrapped and
+        # goes on as it does for a model its user wrapped (activation checkpointing, optimizers, precision).
+        already_wrapped = any(isinstance(module, FullyShardedDataParallel) for module in self.model.modules())
+        if self.root_device.type == "cpu" and not already_wrapped:
+            self.model = FullyShardedDataParallel(
+                module=self.precision_plugin.convert_module(self.model),
                 cpu_offload=self.cpu_offload,
                 mixed_precision=self.mixed_precision_config,
                 sharding_strategy=self.sharding_strategy,
                 device_id=self.root_device,
                 **self.kwargs,
             )
-            _move_torchmetrics_to_device(model, self.root_device)
-            _setup_activation_checkpointing(model, self._activation_checkpointing_kwargs)
+            self.kwargs.pop("auto_wrap_policy", None)  # applied; FSDPStrategy warns about a policy it cannot apply
+        super().setup(trainer)
         if isinstance(self.precision_plugin, ShardedPrecision):
-            self.precision_plugin.root = model
-        return model
+            self.precision_plugin.root = self.model
 
-    def _gathers_on_cpu(self) -> bool:
-        return self.root_device.type == "cpu" and self._state_dict_type == "full"
+    def gathers_on_cpu(self) -> bool:
+        return self.root_device.type == "cpu" and self.state_dict_type == "full"
 
     def _full_state_dict_without_offload(self) -> AbstractContextManager:
         return FullyShardedDataParallel.state_dict_type(
@@ -88,13 +95,13 @@ class ShardedStrategy(FSDPStrategy):
         )
 
     def lightning_module_state_dict(self) -> dict[str, Any]:
-        if not self._gathers_on_cpu():
+        if not self.gathers_on_cpu():
             return super().lightning_module_state_dict()
         with self._full_state_dict_without_offload():
             return self.model.state_dict()
 
     def optimizer_state(self, optimizer: Optimizer) -> dict[str, Tensor]:
-        if not self._gathers_on_cpu():
+        if not self.gathers_on_cpu():
             return super().optimizer_state(optimizer)
         if isinstance(optimizer, LightningOptimizer):
             optimizer = optimizer.optimizer

@@ -92,26 +92,26 @@ class TTStrategy(SingleDeviceStrategy):
         # keyed by id(), a freed cache's id can be reused by the next one and hand it a stale history.
         self._generation_history: tuple[Any, np.ndarray | None] = (None, None)
 
-    # Lightning hands every strategy the precision plugin built from --trainer.precision; map it onto the chip's.
-    # Until it does, none is stored: Lightning takes a strategy's stored plugin over --trainer.precision, so a
-    # default stored here would silently win over a config's precision.
+    # Lightning hands every strategy the precision plugin built from --trainer.precision, through this setter; it is
+    # mapped onto the chip's and kept here, not in the base Strategy's storage, which Lightning's connector reads
+    # before --trainer.precision: a default stored there would silently win over a config's precision.
     @property
     def precision_plugin(self) -> TTPrecision:
-        if self._precision_plugin is None:  # used without a Trainer
-            self._precision_plugin_default = getattr(self, "_precision_plugin_default", None) or TTPrecision()
-            return self._precision_plugin_default
-        return self._precision_plugin
+        if self._chip_precision is None:  # used without a Trainer
+            self._chip_precision_default = getattr(self, "_chip_precision_default", None) or TTPrecision()
+            return self._chip_precision_default
+        return self._chip_precision
 
     @precision_plugin.setter
     def precision_plugin(self, plugin: Precision | None) -> None:
         if plugin is None or isinstance(plugin, TTPrecision):
-            self._precision_plugin = plugin
+            self._chip_precision = plugin
         elif type(plugin) is Precision:  # Lightning's "32-true" (also its default)
-            self._precision_plugin = TTPrecision("32-true")  # refused there, with the reason
+            self._chip_precision = TTPrecision("32-true")  # refused there, with the reason
         elif type(plugin) is HalfPrecision and plugin.precision == "bf16-true":
-            self._precision_plugin = TTPrecision("bf16-true")
+            self._chip_precision = TTPrecision("bf16-true")
         elif type(plugin) is MixedPrecision and plugin.precision == "bf16-mixed":
-            self._precision_plugin = TTPrecision("bf16-mixed")
+            self._chip_precision = TTPrecision("bf16-mixed")
         else:
             raise TTConfigError(
                 f"--trainer.precision {getattr(plugin, 'precision', type(plugin).__name__)!r} is not supported "
