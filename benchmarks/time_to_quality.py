@@ -1,14 +1,20 @@
-"""Time to a validation loss on this machine: today's `cpu.yaml` against the reference recipe it replaced, and each
-lever of the new recipe switched off, side by side in one run, each with two seeds.
+"""Time to a validation loss on this machine: today's `cpu.yaml` against the reference recipe it replaced, the same
+recipe in 60% of the reference's time, and a lever of the new recipe switched off, side by side in one run, each with
+two seeds.
 
-    python benchmarks/time_to_quality.py                          # every variant, seeds 1337 and 1338 (~40 min)
+    python benchmarks/time_to_quality.py                          # every variant, seeds 1337 and 1338 (~30 min)
     python benchmarks/time_to_quality.py --variants reference cpu --seeds 1337
 
 Each run is the real command line (`python -m lightning_trickster fit ...`, a fresh process, as a user runs it);
-its time is the whole command's wall time (imports, compilation, validations and checkpoints included) and its
-quality the best full-split validation loss. The target loss is the reference's mean final loss. Printed: one line
-per run, then per variant the mean and spread over seeds, the wall time against the reference's, and whether its
-best loss reached the target; the last line is all of it as JSON.
+its time is the whole command's wall time (imports, validations and checkpoints included) and its quality the best
+full-split validation loss. The target loss is the reference's mean final loss. Printed: one line per run, then per
+variant the mean and spread over seeds, the wall time against the reference's, and whether its best loss reached the
+target; the last line is all of it as JSON.
+
+cpu.yaml is bounded by a time budget (--trainer.max_time): its schedule ends when the budget does, on any machine.
+The `cpu-0.6x` variants get the budget that makes their whole command last 60% of the reference's run of the same
+seed: that share of its wall time, less what this seed's `cpu` run spent outside its budget (start-up, sanity check,
+random baseline, and the last validation, sample and checkpoint, which come after the budget).
 """
 
 from __future__ import annotations
@@ -19,25 +25,42 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from cli_runs import CORPUS, fit_result, run_cli
+import yaml
+from cli_runs import CORPUS, REPO, fit_result, run_cli
 
 REFERENCE = Path(__file__).resolve().parent / "cpu_reference.yaml"
-
-SHORT = ["--trainer.max_steps", "1500", "--trainer.val_check_interval", "1500", "--samples.every_n_steps", "500"]
-"""cpu.yaml's recipe on a shorter schedule: how soon it reaches the reference's loss."""
+CPU_BUDGET_SECONDS = sum(
+    int(part) * unit
+    for part, unit in zip(
+        yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())["trainer"]["max_time"].split(":"),
+        (86400, 3600, 60, 1),
+        strict=True,
+    )
+)
+"""cpu.yaml's --trainer.max_time (DD:HH:MM:SS) in seconds."""
 
 VARIANTS: dict[str, list[str]] = {
     # The cpu.yaml of 2026-11-21 (AdamW, eager, 2,400 steps): 1.537 in 5 min 22 s then.
     "reference": ["--config", str(REFERENCE)],
     "cpu": ["--config", "cpu.yaml"],
-    "cpu-short": ["--config", "cpu.yaml", *SHORT],
-    # Levers switched off one at a time, on the short schedule.
-    "cpu-short-adamw": ["--config", "cpu.yaml", *SHORT, "--model.optimization.optimizer", "adamw"],
-    "cpu-short-eager": ["--config", "cpu.yaml", *SHORT, "--model.compile", "false"],
+    "cpu-0.6x": ["--config", "cpu.yaml"],
+    # A lever switched off, in the same time.
+    "cpu-0.6x-adamw": ["--config", "cpu.yaml", "--model.optimization.optimizer", "adamw"],
 }
+SHARE_OF_REFERENCE = {"cpu-0.6x": 0.6, "cpu-0.6x-adamw": 0.6}
+"""Variants whose budget is this share of the reference's time (they need the reference and cpu runs before them)."""
 SMOKE = ["--model.hidden_dim", "16", "--model.num_layers", "1", "--model.num_heads", "2", "--model.mlp_dim", "32",
          "--model.max_seq_len", "16", "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
          "--trainer.limit_val_batches", "2", "--model.compile", "false"]  # fmt: skip
+
+
+def budget_for(share: float, reference_seconds: float, cpu_seconds: float) -> str:
+    """--trainer.max_time for a cpu.yaml command that lasts `share` of the reference's wall time (see the module's
+    docstring), at least one second."""
+    outside_the_budget = cpu_seconds - CPU_BUDGET_SECONDS
+    seconds = max(1, int(share * reference_seconds - outside_the_budget))
+    hours, minutes, secs = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"00:{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
 def timed_fit(settings: list[str], seed: int, root: Path) -> dict:
@@ -61,15 +84,22 @@ def main(argv: list[str] | None = None) -> None:
         "--smoke", action="store_true", help="tiny shapes and 4 steps: check the script, measure nothing"
     )
     args = parser.parse_args(argv)
-    variants = args.variants if "reference" in args.variants else ["reference", *args.variants]
+    variants = [name for name in VARIANTS if name in args.variants or name == "reference"]
+    if any(name in SHARE_OF_REFERENCE for name in variants) and "cpu" not in variants:
+        variants.insert(1, "cpu")  # the budgets of the shorter variants are measured on it
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="time-to-quality-") as scratch:
         # Seeds outermost: a drift in machine load during the benchmark hits every variant alike.
         for seed in args.seeds:
             for name in variants:
                 settings = VARIANTS[name] + (SMOKE if args.smoke else [])
+                budget = None
+                if name in SHARE_OF_REFERENCE:
+                    budget = budget_for(SHARE_OF_REFERENCE[name], runs["reference"][-1]["seconds"],
+                                        runs["cpu"][-1]["seconds"])  # fmt: skip
+                    settings = [*settings, "--trainer.max_time", budget]
                 run = timed_fit(settings, seed, Path(scratch) / f"{name}-{seed}")
-                runs.setdefault(name, []).append(run | {"seed": seed})
+                runs.setdefault(name, []).append(run | {"seed": seed, "max_time": budget})
                 print(f"{name:>16} seed {seed}: best val {run['best_val']:.4f} (final {run['final_val']:.4f}) "
                       f"after {run['steps']} steps in {run['seconds']:.1f} s", flush=True)  # fmt: skip
     reference_seconds = statistics.mean(run["seconds"] for run in runs["reference"])
