@@ -1,8 +1,8 @@
 """Time to a validation loss on this machine: today's `cpu.yaml` against the reference recipe it replaced, the same
-recipe in 60% of the reference's time, and a lever of the new recipe switched off, side by side in one run, each with
-two seeds.
+recipe in the reference's time and in 60% of it, and a lever of the new recipe switched off, side by side in one run,
+each with two seeds.
 
-    python benchmarks/time_to_quality.py                          # every variant, seeds 1337 and 1338 (~30 min)
+    python benchmarks/time_to_quality.py                          # every variant, seeds 1337 and 1338 (~40 min)
     python benchmarks/time_to_quality.py --variants reference cpu --seeds 1337
 
 Each run is the real command line (`python -m lightning_trickster fit ...`, a fresh process, as a user runs it);
@@ -12,9 +12,11 @@ variant the mean and spread over seeds, the wall time against the reference's, a
 target; the last line is all of it as JSON.
 
 cpu.yaml is bounded by a time budget (--trainer.max_time): its schedule ends when the budget does, on any machine.
-The `cpu-0.6x` variants get the budget that makes their whole command last 60% of the reference's run of the same
-seed: that share of its wall time, less what this seed's `cpu` run spent outside its budget (start-up, sanity check,
-random baseline, and the last validation, sample and checkpoint, which come after the budget).
+`cpu` runs it as shipped; on a machine slower or busier than the one its budget was chosen on, it trains fewer steps
+while the reference, bounded by steps, takes longer. The `cpu-1.0x` and `cpu-0.6x` variants get the budget that makes
+their whole command last the reference's time, or 60% of it, on the machine as it is during the benchmark: that share
+of the wall time of the reference's run of the same seed, less what this seed's `cpu` run spent outside its budget
+(start-up, sanity check, random baseline, and the last validation, sample and checkpoint, which come after it).
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ VARIANTS: dict[str, list[str]] = {
     # The cpu.yaml of 2026-11-21 (AdamW, eager, 2,400 steps): 1.537 in 5 min 22 s then.
     "reference": ["--config", str(REFERENCE)],
     "cpu": ["--config", "cpu.yaml"],
+    "cpu-1.0x": ["--config", "cpu.yaml"],
     "cpu-0.6x": ["--config", "cpu.yaml"],
     # A lever switched off, in the same time.
     "cpu-0.6x-adamw": ["--config", "cpu.yaml", "--model.optimization.optimizer", "adamw"],
 }
-SHARE_OF_REFERENCE = {"cpu-0.6x": 0.6, "cpu-0.6x-adamw": 0.6}
+SHARE_OF_REFERENCE = {"cpu-1.0x": 1.0, "cpu-0.6x": 0.6, "cpu-0.6x-adamw": 0.6}
 """Variants whose budget is this share of the reference's time (they need the reference and cpu runs before them)."""
 CPU_GOAL_VAL = 1.48
 """The mean best validation loss cpu.yaml should reach within the reference's wall time."""
@@ -75,14 +78,15 @@ def timed_fit(settings: list[str], seed: int, root: Path) -> dict:
 
 def performance_goals(summary: dict[str, dict], target: float) -> dict[str, bool]:
     """The performance issue's two goals, for the variants this run measured: cpu.yaml's mean best val at most
-    CPU_GOAL_VAL within the reference's time, and the reference's mean final val (target) reached, on the mean over
-    seeds, within 0.6x its time."""
+    CPU_GOAL_VAL within the reference's time (as shipped, and with the reference's time as its budget), and the
+    reference's mean final val (target) reached, on the mean over seeds, within 0.6x its time."""
     goals = {}
-    if "cpu" in summary:
-        cpu = summary["cpu"]
-        goals[f"cpu: mean best val <= {CPU_GOAL_VAL} within the reference's time"] = (
-            cpu["mean_best_val"] <= CPU_GOAL_VAL and cpu["time_vs_reference"] <= 1.0
-        )
+    for name in ("cpu", "cpu-1.0x"):
+        if name in summary:
+            run = summary[name]
+            goals[f"{name}: mean best val <= {CPU_GOAL_VAL} within the reference's time"] = (
+                run["mean_best_val"] <= CPU_GOAL_VAL and run["time_vs_reference"] <= 1.0
+            )
     if "cpu-0.6x" in summary:
         short = summary["cpu-0.6x"]
         goals["cpu-0.6x: the reference's final val in at most 0.6x its time"] = (
