@@ -35,11 +35,12 @@ def run_cli(
 
 
 def fit_result(output: str, root: Path) -> dict:
-    """Steps trained (from fit's summary line, `fit done: N/M steps, ...`) and the best and final validation losses
-    of the newest run under root (step 0, the untrained baseline, left out)."""
+    """Steps trained (from fit's summary line, `fit done: N/M steps, ...`, or `fit done: N steps, ...` under a time
+    budget) and the best and final validation losses of the newest run under root (step 0, the untrained baseline,
+    left out)."""
     val = [(step, value) for step, value in read_scalars(training_runs(root)[-1])["val/loss"] if step > 0]
     return {
-        "steps": int(re.search(r"fit done: (\d+)/", output).group(1)),
+        "steps": int(re.search(r"fit done: (\d+)\b", output).group(1)),
         "best_val": round(min(value for _, value in val), 4),
         "final_val": round(val[-1][1], 4),
     }

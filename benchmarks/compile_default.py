@@ -94,8 +94,9 @@ def first_step(scratch: Path) -> dict:
 
 
 def whole_command(scratch: Path, steps: int, rounds: int) -> dict:
-    schedule = ["--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps // 2),
-                "--samples.every_n_steps", str(steps // 2)]  # fmt: skip
+    # Bounded by steps alone: cpu.yaml's time budget would cut a slow (cold-cache) run short.
+    schedule = ["--trainer.max_steps", str(steps), "--trainer.max_time", "null", "--trainer.val_check_interval",
+                str(steps // 2), "--samples.every_n_steps", str(steps // 2)]  # fmt: skip
     runs: dict[str, list[dict]] = {"eager": [], "compiled_cold": [], "compiled_warm": []}
     warm_cache = scratch / "inductor-0"  # what the first round's cold run leaves
     for round_ in range(rounds):

@@ -8,6 +8,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tensorboard.plugins.text.summary_v2 import text_pb
 
 from lightning_trickster.errors import InvalidConfigError, write_failure
 from lightning_trickster.model import NanoTrickster
-from lightning_trickster.module import tokens_per_optimizer_step
+from lightning_trickster.module import time_budget, tokens_per_optimizer_step
 from lightning_trickster.reliability import write_file_atomically
 
 
@@ -74,10 +75,19 @@ class RunSummary(pl.Callback):
             f"{data.prepared.characters_per_token:.2f} characters per token), train {len(data.train_tokens):,} / "
             f"val {len(data.val_tokens):,} tokens",
             batch_line,
-            f"steps: {trainer.max_steps:,}, "
+            steps_line(trainer)
             + ("fast_dev_run: no logs or checkpoints" if trainer.fast_dev_run else f"logs in {trainer.log_dir}"),
         ]
         rank_zero_info("\n".join(lines))
+
+
+def steps_line(trainer: pl.Trainer) -> str:
+    """How long the run trains: its steps, or the time budget they must fit in."""
+    budget = time_budget(trainer)
+    if budget is None:
+        return f"steps: {trainer.max_steps:,}, "
+    remaining = timedelta(seconds=round(budget.time_remaining()))
+    return f"steps: as many as {remaining} of training allows (--trainer.max_time; the schedule follows the clock), "
 
 
 def run_hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
@@ -22,11 +23,21 @@ from torchmetrics import MeanMetric
 from lightning_trickster.checkpoint import check_same_architecture, read_checkpoint
 from lightning_trickster.errors import InvalidConfigError
 from lightning_trickster.model import NanoTrickster, NanoTricksterConfig, SamplingSettings
-from lightning_trickster.optim import Optimization, build_optimizer, warmup_cosine
+from lightning_trickster.optim import Optimization, build_optimizer, warmup_cosine, warmup_cosine_over_time
 
 COMPILE_PAYS_FROM_STEPS = 500
 """Fits shorter than this many optimizer steps train eagerly unless --model.compile true: compiling costs tens of
 seconds and saves a fraction of each step (docs/performance.md)."""
+
+
+def time_budget(trainer: pl.Trainer) -> Timer | None:
+    """The Timer of --trainer.max_time (or one passed in --trainer.callbacks) when it alone bounds the run: then the
+    learning-rate schedule runs over its duration instead of over --trainer.max_steps. With both set, the steps
+    define the schedule and the time is only a limit."""
+    if trainer.max_steps > 0:
+        return None
+    timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+    return next((timer for timer in timers if timer.time_remaining() is not None), None)
 
 
 def tokens_per_optimizer_step(windows: int, window_length: int, accumulate: int, processes: int) -> int:
@@ -177,8 +188,8 @@ class NanoTricksterModule(pl.LightningModule):
 
     def _follow_the_current_schedule(self) -> None:
         """A resumed optimizer holds the learning rate its old schedule reached; the next step must use the schedule
-        of today's settings (--trainer.max_steps, warmup, min_lr_ratio), as nanoGPT's iteration-based schedule does:
-        extending a finished cosine raises the rate again. Says so when it changes."""
+        of today's settings (--trainer.max_steps or --trainer.max_time, warmup, min_lr_ratio), as nanoGPT's
+        iteration-based schedule does: extending a finished cosine raises the rate again. Says so when it changes."""
         optimizer = self.optimizers(use_pl_optimizer=False)
         schedule = self.lr_schedulers()
         restored = optimizer.param_groups[0]["lr"]
@@ -187,9 +198,14 @@ class NanoTricksterModule(pl.LightningModule):
             group["lr"] = base * factor
         current = optimizer.param_groups[0]["lr"]
         if not math.isclose(restored, current, rel_tol=1e-6, abs_tol=1e-12):
+            budget = time_budget(self.trainer)
+            length = (
+                f"--trainer.max_steps {self.trainer.max_steps}" if budget is None
+                else f"{budget.time_elapsed():.0f} s of the --trainer.max_time budget spent"
+            )  # fmt: skip
             rank_zero_info(
                 f"schedule: the learning rate at step {self.global_step} is {current:.1e} under today's settings "
-                f"(--trainer.max_steps {self.trainer.max_steps}); the checkpoint's schedule had reached {restored:.1e}"
+                f"({length}); the checkpoint's schedule had reached {restored:.1e}"
             )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -283,15 +299,33 @@ class NanoTricksterModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         total_steps = self.trainer.max_steps
-        if total_steps is None or total_steps <= 0:
-            raise InvalidConfigError("set --trainer.max_steps: the learning-rate schedule decays over that many steps")
-        if self.optimization.warmup_steps > total_steps:
+        budget = time_budget(self.trainer)
+        if total_steps <= 0 and budget is None:
+            raise InvalidConfigError(
+                "set --trainer.max_steps or --trainer.max_time: the learning-rate schedule decays over that many "
+                "steps or that much time"
+            )
+        if budget is None and self.optimization.warmup_steps > total_steps:
             rank_zero_warn(
                 f"model.optimization.warmup_steps={self.optimization.warmup_steps} is longer than this run "
                 f"(trainer.max_steps={total_steps}): the learning rate will not reach its peak learning_rate"
             )
-        optimizer, schedule = self.optimizer_and_schedule(total_steps)
+        if budget is None:
+            optimizer, schedule = self.optimizer_and_schedule(total_steps)
+        else:
+            optimizer, schedule = self.optimizer_and_schedule(time_budget=budget)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def budget_spent(self, budget: Timer) -> float:
+        """The fraction of the time budget training has spent, by rank 0's clock: every process must step with the
+        same learning rate, and their clocks start apart. The Timer counts from the start of training (after the
+        sanity check and the random baseline) and keeps its count in checkpoints, so a resumed run continues the
+        schedule where the checkpoint left it."""
+        elapsed = budget.time_elapsed()
+        duration = elapsed + budget.time_remaining()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            elapsed = self.trainer.strategy.broadcast(elapsed)
+        return elapsed / duration if duration > 0 else 1.0
 
     def _clips_scaled_gradients(self) -> bool:
         """fp16 mixed precision (a loss scaler) with gradient clipping: gradients must be unscaled before clipping."""
@@ -321,10 +355,12 @@ class NanoTricksterModule(pl.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def optimizer_and_schedule(
-        self, total_steps: int
+        self, total_steps: int | None = None, time_budget: Timer | None = None
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         """The configured optimizer (weight decay on matrices and embeddings, not norm weights) and the
-        warmup-cosine schedule."""
+        warmup-cosine schedule over total_steps or, given instead, over the duration of the time_budget's Timer."""
+        if (total_steps is None) == (time_budget is None):
+            raise ValueError("optimizer_and_schedule: pass total_steps or time_budget, not both")
         settings = self.optimization
         trainer = running_trainer(self)
         sharded = trainer is not None and isinstance(trainer.strategy, FSDPStrategy)
@@ -346,8 +382,10 @@ class NanoTricksterModule(pl.LightningModule):
         fused = fused if settings.fused is None else settings.fused
         # None lets torch pick its default (foreach or per-tensor) implementation.
         optimizer = build_optimizer(self.named_parameters(), norm_weights, settings, fused or None)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: warmup_cosine(step, settings.warmup_steps, total_steps, settings.min_lr_ratio),
-        )
-        return optimizer, schedule
+        warmup, floor = settings.warmup_steps, settings.min_lr_ratio
+        if time_budget is None:
+            factor = lambda step: warmup_cosine(step, warmup, total_steps, floor)  # noqa: E731
+        else:
+            # Read as the scheduler steps, after each optimizer step: on every process at once (see budget_spent).
+            factor = lambda step: warmup_cosine_over_time(step, warmup, self.budget_spent(time_budget), floor)  # noqa: E731
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

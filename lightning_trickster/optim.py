@@ -41,7 +41,8 @@ class Optimization:
     warmup_steps: int = 100
     """Optimizer steps of linear learning-rate warmup."""
     min_lr_ratio: float = 0.1
-    """The cosine schedule decays to learning_rate * min_lr_ratio at trainer.max_steps."""
+    """The cosine schedule decays to learning_rate * min_lr_ratio at trainer.max_steps, or at the end of the
+    trainer.max_time budget when the run is bounded by time alone."""
     fused: bool | None = None
     """Use the fused AdamW kernel (None: on for CUDA and CPU, off elsewhere)."""
 
@@ -72,7 +73,21 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     """LR multiplier: linear warmup to 1 over warmup_steps, then cosine decay to min_lr_ratio at total_steps."""
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return cosine_decay(min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps)), min_lr_ratio)
+
+
+def warmup_cosine_over_time(step: int, warmup_steps: int, elapsed_fraction: float, min_lr_ratio: float) -> float:
+    """LR multiplier of a run bounded by a time budget: the same linear warmup over warmup_steps, then the cosine at
+    the fraction of the budget spent so far, so it reaches min_lr_ratio when the budget does. The cosine runs over the
+    whole budget, warmup included (a 100-step warmup of a few minutes' run spends a few percent of it: the rate starts
+    its decay within 0.5% of the peak)."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    return cosine_decay(min(1.0, elapsed_fraction), min_lr_ratio)
+
+
+def cosine_decay(progress: float, min_lr_ratio: float) -> float:
+    """Half a cosine from 1 at progress 0 down to min_lr_ratio at progress 1."""
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

@@ -81,6 +81,11 @@ def status_line(trainer: pl.Trainer) -> str:
     return "  ".join(parts)
 
 
+def steps_so_far(trainer: pl.Trainer) -> str:
+    """`N/MAX`, or `N` when a time budget rather than --trainer.max_steps bounds the run."""
+    return f"{trainer.global_step}/{trainer.max_steps}" if trainer.max_steps > 0 else f"{trainer.global_step}"
+
+
 class StepProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counted in optimizer steps out of trainer.max_steps (right after a resume too), with the
     metrics on a status line below the bar instead of squeezed into it (the step format shows no postfix, so no
@@ -165,7 +170,7 @@ class StepProgressBar(TQDMProgressBar):
         if self.is_enabled and every > 0 and step % every == 0 and step != self._last_printed_step:
             self._last_printed_step = step
             if trainer.is_global_zero:
-                self.write(f"step {step}/{trainer.max_steps}: {status_line(trainer)}")
+                self.write(f"step {steps_so_far(trainer)}: {status_line(trainer)}")
 
     def on_train_epoch_end(self, *_: Any) -> None:
         pass  # the status line, not a postfix, shows the metrics; the bar closes at the end of training
@@ -219,7 +224,7 @@ class RunReport(pl.Callback):
         no_bar = bar is None or not bar.is_enabled
         if no_bar and every > 0 and trainer.global_step % every == 0 and trainer.global_step != self._last_reported:
             self._last_reported = trainer.global_step
-            rank_zero_info(f"step {trainer.global_step}/{trainer.max_steps}: {status_line(trainer)}")
+            rank_zero_info(f"step {steps_so_far(trainer)}: {status_line(trainer)}")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn != "fit" or trainer.sanity_checking or "val/loss" not in trainer.callback_metrics:
@@ -245,7 +250,7 @@ class RunReport(pl.Callback):
         tokens_per_sec = tokens / seconds if seconds > 0 else math.nan
         # print, not logging: -q silences Lightning's info messages, and this line is what a quiet run leaves.
         print(
-            f"fit done: {trainer.global_step}/{trainer.max_steps} steps, {best_text}, {duration(seconds)} for "
+            f"fit done: {steps_so_far(trainer)} steps, {best_text}, {duration(seconds)} for "
             f"{tokens:,} tokens ({short_number(tokens_per_sec)} tokens/s)",
             flush=True,
         )

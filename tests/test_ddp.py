@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO_ROOT, fit_args
-from faults import SignalGroupAtStart, SignalRanksAtStep, injector
+from faults import SignalGroupAtStart, SignalRanksAtStep, child_environment, injector
 from lightning.pytorch import seed_everything
 from realfaults import children, start_in_own_group
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -24,6 +24,7 @@ from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
 from lightning_trickster.data import ConsecutiveWindows, CorpusDataModule, RandomWindows
 from lightning_trickster.module import NanoTricksterModule
+from lightning_trickster.optim import warmup_cosine_over_time
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
@@ -262,3 +263,19 @@ def test_a_sigterm_under_ddp_before_the_first_step_stops_every_rank_in_one_line(
     assert [line for line in lines if line.startswith("error:")] == [message] and lines[-1] == message
     assert not (run_dir(tmp_path) / "checkpoints" / "last.ckpt").exists()  # nothing trained
     assert gone(ranks)
+
+
+def test_under_ddp_every_rank_steps_by_rank_0s_clock_in_a_run_bounded_by_time(small_corpus, tmp_path):
+    """A 10 s budget at 1 s a step by rank 0's clock, while rank 1's runs twice as fast: both ranks take rank 0's
+    fraction of the budget (different rates would pull the replicas apart) and stop together after 10 steps."""
+    clock = {"class_path": "clocks.SteppedTimer",
+             "init_args": {"duration": "00:00:00:10", "seconds_per_step": 1, "rank_drift": 1.0}}  # fmt: skip
+    args = [*fit_args(small_corpus, tmp_path, "--trainer.max_steps", "-1"), *TWO_PROCESSES,
+            f"--trainer.callbacks+={json.dumps(clock)}", "--trainer.callbacks+=clocks.LearningRates"]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "lightning_trickster", *args], capture_output=True, text=True,
+                            timeout=240, env=child_environment())  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rates = [json.loads((tmp_path / f"lr-rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(rates[0]) == 10 and rates[0] == rates[1]
+    peak = 5e-3  # cpu.yaml's AdamW learning_rate (fit_args' base config)
+    assert rates[0][5] == pytest.approx(peak * warmup_cosine_over_time(5, 1, 0.5, 0.0))  # rank 1's clock said 1.0

@@ -9,7 +9,7 @@ from conftest import fit_args
 from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
 from lightning_trickster.module import NanoTricksterModule
-from lightning_trickster.optim import MuonWithAdamW, Optimization
+from lightning_trickster.optim import MuonWithAdamW, Optimization, warmup_cosine_over_time
 from lightning_trickster.runs import newest_last_checkpoint
 
 SHAPE = dict(vocab_size=40, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=64, max_seq_len=16)
@@ -129,3 +129,12 @@ def test_the_muon_optimizer_batches_by_default_and_resumes_from_torchs_state():
             p.copy_(value)
     optimizer.muon.step()
     assert all(torch.equal(p, e) for p, e in zip(matrices, expected, strict=True))
+
+
+def test_a_time_budgeted_schedule_warms_up_by_steps_then_decays_with_the_budget_spent():
+    assert warmup_cosine_over_time(0, 4, elapsed_fraction=0.0, min_lr_ratio=0.1) == pytest.approx(1 / 5)
+    assert warmup_cosine_over_time(4, 4, elapsed_fraction=0.0, min_lr_ratio=0.1) == pytest.approx(1.0)
+    assert warmup_cosine_over_time(50, 4, elapsed_fraction=0.5, min_lr_ratio=0.1) == pytest.approx(0.55)
+    # The floor at the budget, and after it (the last validation and checkpoint come after the budget).
+    assert warmup_cosine_over_time(90, 4, elapsed_fraction=1.0, min_lr_ratio=0.1) == pytest.approx(0.1)
+    assert warmup_cosine_over_time(91, 4, elapsed_fraction=1.2, min_lr_ratio=0.1) == pytest.approx(0.1)

@@ -6,7 +6,7 @@ import torch
 from conftest import fit_args
 
 from lightning_trickster.cli import main
-from lightning_trickster.optim import warmup_cosine
+from lightning_trickster.optim import warmup_cosine, warmup_cosine_over_time
 from lightning_trickster.runs import read_scalars
 
 
@@ -106,3 +106,44 @@ def test_init_from_reads_back_a_hugging_face_export_exactly(tokenizer, small_cor
     args = fit_args(small_corpus, tmp_path / "new", "--init_from", str(tmp_path / "hf"), max_steps=1)
     main(args)
     assert any(r.getMessage().startswith("init: weights from the Hugging Face Llama model") for r in caplog.records)
+
+
+# A run bounded by --trainer.max_time alone, on a clock the test drives: 10 s of budget at 1 s a step.
+BUDGETED = [
+    "--trainer.max_steps", "-1",
+    "--trainer.callbacks+=clocks.SteppedTimer",
+    "--trainer.callbacks.duration", "00:00:00:10",
+    "--trainer.callbacks.seconds_per_step", "1",
+    "--model.optimization.optimizer", "adamw",
+    "--model.optimization.min_lr_ratio", "0.1",
+]  # fmt: skip
+PEAK = 5e-3  # cpu.yaml's learning_rate, which fit_args' base config sets
+
+
+def budgeted_lr(step: int) -> float:
+    """The rate of optimizer step `step` under BUDGETED: set after the step before it, when step seconds were spent."""
+    return PEAK * warmup_cosine_over_time(step, 1, elapsed_fraction=step / 10, min_lr_ratio=0.1)
+
+
+def test_a_run_bounded_by_time_decays_with_the_budget_spent_and_ends_at_the_floor(small_corpus, tmp_path, capsys):
+    main(fit_args(small_corpus, tmp_path, *BUDGETED))
+    assert "fit done: 10 steps" in capsys.readouterr().out  # the budget, not a step count, ended the run
+    logged = dict(read_scalars(run_dir(tmp_path))["train/lr"])
+    assert sorted(logged) == list(range(10))
+    for step, lr in logged.items():
+        assert lr == pytest.approx(budgeted_lr(step), rel=1e-5), step
+    last = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(PEAK * 0.1)  # the floor
+
+
+def test_a_resumed_run_bounded_by_time_continues_the_schedule_from_the_time_its_checkpoint_had_spent(
+    small_corpus, tmp_path
+):
+    main(fit_args(small_corpus, tmp_path / "first", *BUDGETED))
+    # The checkpoint of the validation at step 6, as if the run had been stopped there: 6 of its 10 s spent.
+    [at_step_6] = (run_dir(tmp_path / "first") / "checkpoints").glob("*step=6*.ckpt")
+    main(fit_args(small_corpus, tmp_path / "resumed", *BUDGETED, "--ckpt_path", str(at_step_6)))
+    logged = dict(read_scalars(run_dir(tmp_path / "resumed"))["train/lr"])
+    assert sorted(logged) == [6, 7, 8, 9]  # the remaining 4 s of budget
+    for step, lr in logged.items():
+        assert lr == pytest.approx(budgeted_lr(step), rel=1e-5), step

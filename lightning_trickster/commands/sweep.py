@@ -73,6 +73,8 @@ def train(name: str, fit_config: FitConfig, overrides: str, plan: dict[str, Any]
         [
             "--trainer.max_steps",
             str(plan["steps"]),
+            "--trainer.max_time",  # every run trains its planned tokens, however long they take (cpu.yaml has a budget)
+            "null",
             "--trainer.val_check_interval",
             str(plan["val_check_interval"]),
             "--trainer.check_val_every_n_epoch",
