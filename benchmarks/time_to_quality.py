@@ -1,6 +1,6 @@
 """Time to a validation loss on this machine: today's `cpu.yaml` against the reference recipe it replaced, the same
-recipe in the reference's time and in 60% of it, and a lever of the new recipe switched off, side by side in one run,
-each with two seeds.
+recipe bounded by time (a fixed budget, the reference's time and 60% of it), and a lever of the new recipe switched
+off, side by side in one run, each with two seeds.
 
     python benchmarks/time_to_quality.py                          # every variant, seeds 1337 and 1338 (~40 min)
     python benchmarks/time_to_quality.py --variants reference cpu --seeds 1337
@@ -11,12 +11,14 @@ full-split validation loss. The target loss is the reference's mean final loss. 
 variant the mean and spread over seeds, the wall time against the reference's, and whether its best loss reached the
 target; the last line is all of it as JSON.
 
-cpu.yaml is bounded by a time budget (--trainer.max_time): its schedule ends when the budget does, on any machine.
-`cpu` runs it as shipped; on a machine slower or busier than the one its budget was chosen on, it trains fewer steps
+`cpu` runs cpu.yaml as shipped (bounded by steps). The other cpu variants bound its recipe by a time budget instead
+(--trainer.max_steps -1 --trainer.max_time ...: the schedule ends when the budget does, on any machine). `cpu-2m45`
+has a fixed budget of 2 min 45 s; on a machine slower or busier than the one it was chosen on, it trains fewer steps
 while the reference, bounded by steps, takes longer. The `cpu-1.0x` and `cpu-0.6x` variants get the budget that makes
 their whole command last the reference's time, or 60% of it, on the machine as it is during the benchmark: that share
-of the wall time of the reference's run of the same seed, less what this seed's `cpu` run spent outside its budget
-(start-up, sanity check, random baseline, and the last validation, sample and checkpoint, which come after it).
+of the wall time of the reference's run of the same seed, less what this seed's `cpu-2m45` run spent outside its
+budget (start-up, sanity check, random baseline, and the last validation, sample and checkpoint, which come after
+it).
 """
 
 from __future__ import annotations
@@ -27,31 +29,28 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import yaml
-from cli_runs import CORPUS, REPO, fit_result, run_cli
+from cli_runs import CORPUS, fit_result, run_cli
 
 REFERENCE = Path(__file__).resolve().parent / "cpu_reference.yaml"
-CPU_BUDGET_SECONDS = sum(
-    int(part) * unit
-    for part, unit in zip(
-        yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())["trainer"]["max_time"].split(":"),
-        (86400, 3600, 60, 1),
-        strict=True,
-    )
-)
-"""cpu.yaml's --trainer.max_time (DD:HH:MM:SS) in seconds."""
+FIXED_BUDGET = "00:00:02:45"
+FIXED_BUDGET_SECONDS = 165
+"""The fixed budget of `cpu-2m45` (DD:HH:MM:SS, and in seconds)."""
+BY_TIME = ["--config", "cpu.yaml", "--trainer.max_steps", "-1"]
+"""cpu.yaml's recipe bounded by --trainer.max_time alone."""
 
 VARIANTS: dict[str, list[str]] = {
     # The cpu.yaml of 2026-11-21 (AdamW, eager, 2,400 steps): 1.537 in 5 min 22 s then.
     "reference": ["--config", str(REFERENCE)],
     "cpu": ["--config", "cpu.yaml"],
-    "cpu-1.0x": ["--config", "cpu.yaml"],
-    "cpu-0.6x": ["--config", "cpu.yaml"],
+    "cpu-2m45": [*BY_TIME, "--trainer.max_time", FIXED_BUDGET],
+    "cpu-1.0x": BY_TIME,
+    "cpu-0.6x": BY_TIME,
     # A lever switched off, in the same time.
-    "cpu-0.6x-adamw": ["--config", "cpu.yaml", "--model.optimization.optimizer", "adamw"],
+    "cpu-0.6x-adamw": [*BY_TIME, "--model.optimization.optimizer", "adamw"],
 }
 SHARE_OF_REFERENCE = {"cpu-1.0x": 1.0, "cpu-0.6x": 0.6, "cpu-0.6x-adamw": 0.6}
-"""Variants whose budget is this share of the reference's time (they need the reference and cpu runs before them)."""
+"""Variants whose budget is this share of the reference's time (they need the reference and cpu-2m45 runs before
+them)."""
 CPU_GOAL_VAL = 1.48
 """The mean best validation loss cpu.yaml should reach within the reference's wall time."""
 SMOKE = ["--model.hidden_dim", "16", "--model.num_layers", "1", "--model.num_heads", "2", "--model.mlp_dim", "32",
@@ -59,10 +58,10 @@ SMOKE = ["--model.hidden_dim", "16", "--model.num_layers", "1", "--model.num_hea
          "--trainer.limit_val_batches", "2", "--model.compile", "false"]  # fmt: skip
 
 
-def budget_for(share: float, reference_seconds: float, cpu_seconds: float) -> str:
+def budget_for(share: float, reference_seconds: float, fixed_budget_seconds: float) -> str:
     """--trainer.max_time for a cpu.yaml command that lasts `share` of the reference's wall time (see the module's
     docstring), at least one second."""
-    outside_the_budget = cpu_seconds - CPU_BUDGET_SECONDS
+    outside_the_budget = fixed_budget_seconds - FIXED_BUDGET_SECONDS
     seconds = max(1, int(share * reference_seconds - outside_the_budget))
     hours, minutes, secs = seconds // 3600, seconds // 60 % 60, seconds % 60
     return f"00:{hours:02d}:{minutes:02d}:{secs:02d}"
@@ -109,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     variants = [name for name in VARIANTS if name in args.variants or name == "reference"]
-    if any(name in SHARE_OF_REFERENCE for name in variants) and "cpu" not in variants:
-        variants.insert(1, "cpu")  # the budgets of the shorter variants are measured on it
+    if any(name in SHARE_OF_REFERENCE for name in variants) and "cpu-2m45" not in variants:
+        variants.insert(1, "cpu-2m45")  # the budgets of the shorter variants are measured on it
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="time-to-quality-") as scratch:
         # Seeds outermost: a drift in machine load during the benchmark hits every variant alike.
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
                 budget = None
                 if name in SHARE_OF_REFERENCE:
                     budget = budget_for(SHARE_OF_REFERENCE[name], runs["reference"][-1]["seconds"],
-                                        runs["cpu"][-1]["seconds"])  # fmt: skip
+                                        runs["cpu-2m45"][-1]["seconds"])  # fmt: skip
                     settings = [*settings, "--trainer.max_time", budget]
                 run = timed_fit(settings, seed, Path(scratch) / f"{name}-{seed}")
                 runs.setdefault(name, []).append(run | {"seed": seed, "max_time": budget})
