@@ -755,6 +755,9 @@ def signals_in_every_command(checkpoint: Path, corpus: Path, root: Path) -> list
     long_corpus = root / "long_corpus.txt"  # the checkpoint's characters, long enough that validate is still busy
     long_corpus.write_text(corpus.read_text() * 50)
     endless = "1000000"
+    # Training a BPE vocabulary on 1 MB takes well under a second: 8 MB keep prepare busy when the signal comes.
+    long_shakespeare = root / "long_shakespeare.txt"
+    long_shakespeare.write_text((TESTS_DIR / "data" / "tinyshakespeare.txt").read_text() * 8)
     commands = {
         "validate": (["validate", "--config", "cpu.yaml", "--data.path", str(long_corpus), "--data.cache_dir",
                       str(root / "data"), "--ckpt_path", str(checkpoint), "--trainer.enable_progress_bar", "false",
@@ -764,8 +767,8 @@ def signals_in_every_command(checkpoint: Path, corpus: Path, root: Path) -> list
                      "--sampling.max_new_tokens", endless, "--trainer.enable_progress_bar", "false"], "Seed set"),
         "stages": (["stages", "--ckpt_dir", str(checkpoint.parent), "--prompt", "Line", "--sampling.max_new_tokens",
                     endless], "=== prompt"),
-        "prepare": (["prepare", "--config", "cpu.yaml", "--data.path", str(TESTS_DIR / "data" / "tinyshakespeare.txt"),
-                     "--data.tokenizer", "bpe", "--data.vocab_size", "4096"], "prepare: tokenizing"),
+        "prepare": (["prepare", "--config", "cpu.yaml", "--data.path", str(long_shakespeare), "--data.tokenizer", "bpe",
+                     "--data.vocab_size", "4096"], "prepare: tokenizing"),
     }  # fmt: skip
     results = []
     for command, (args, ready) in commands.items():
