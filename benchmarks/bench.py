@@ -408,23 +408,14 @@ def adamw_step_ms(model: torch.nn.Module, device: torch.device, steps: int = 20)
     optimizers = {name: torch.optim.AdamW(params, lr=1e-6, **flags) for name, flags in implementations.items()}
     for optimizer in optimizers.values():
         optimizer.step()  # the first step allocates the moment buffers
-    times: dict[str, list[float]] = {name: [] for name in optimizers}
-    for _ in range(steps):
-        for name, optimizer in optimizers.items():
-            synchronize(device)
-            start = time.perf_counter()
-            optimizer.step()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: round(1000 * statistics.median(seconds), 3) for name, seconds in times.items()}
+    return median_step_ms(optimizers, device, steps)
 
 
 def muon_step_ms(module: Any, device: torch.device, steps: int = 20) -> dict[str, float]:
     """Median milliseconds per step of the whole Muon optimizer (Muon on the block matrices, AdamW on the rest) with
     torch.optim.Muon stepping one matrix at a time and with BatchedMuon, interleaved, on copies of the module."""
-    times: dict[str, list[float]] = {"per_matrix": [], "batched": []}
     optimizers = {}
-    for name in times:
+    for name in ("per_matrix", "batched"):
         copied = copy.deepcopy(module).to(device)
         for param in copied.parameters():
             param.grad = torch.randn_like(param)
@@ -436,6 +427,13 @@ def muon_step_ms(module: Any, device: torch.device, steps: int = 20) -> dict[str
                                       optimizer.adamw.defaults["fused"], batched=False)  # fmt: skip
         optimizer.step()  # the first step allocates the momentum buffers and moments
         optimizers[name] = optimizer
+    return median_step_ms(optimizers, device, steps)
+
+
+def median_step_ms(optimizers: dict[str, torch.optim.Optimizer], device: torch.device, steps: int) -> dict[str, float]:
+    """Median milliseconds per step of each optimizer, stepped in turn (interleaved, so a drift in the machine's
+    speed hits each alike)."""
+    times: dict[str, list[float]] = {name: [] for name in optimizers}
     for _ in range(steps):
         for name, optimizer in optimizers.items():
             synchronize(device)

@@ -28,6 +28,31 @@ TINY_MODEL_ARGS = [
 ]  # fmt: skip
 
 
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:
+    """The CLI (or the benchmarks' runner, for a harness) in this process: (exit status, stdout, stderr); a traceback
+    would escape as an exception."""
+    from benchmarks.__main__ import HARNESSES
+    from benchmarks.__main__ import main as benchmarks_main
+    from lightning_trickster.cli import main
+
+    try:
+        (benchmarks_main if args and args[0] in HARNESSES else main)(args)
+    except SystemExit as exit_info:
+        status = exit_info.code
+    else:
+        status = 0
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    """The one `error:` line of a command's stderr, which must also be its last non-blank line."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err[-3000:]
+    return errors[0]
+
+
 @pytest.fixture
 def shakespeare_path() -> Path:
     return TINY_SHAKESPEARE

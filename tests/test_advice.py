@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_SHAKESPEARE, fit_args, write_small_corpus
+from conftest import TINY_SHAKESPEARE, fit_args, one_error_line, run_main, write_small_corpus
 from faults import OFFLINE, InjectNonFiniteLoss, SignalDuringStep, child_environment, injector, no_cpp_compiler
 from realfaults import PAGE, fill, small_filesystem
 
-from benchmarks.__main__ import HARNESSES
-from benchmarks.__main__ import main as benchmarks_main
 from lightning_trickster.checkpoint import read_checkpoint
 from lightning_trickster.cli import main
 
@@ -44,27 +42,13 @@ NOT_FOLLOWABLE_HERE = {
 }
 
 
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    """cli.main (or the benchmarks' runner, for a harness) in this process: (exit status, stdout, stderr); a traceback
-    would escape as an exception."""
-    try:
-        (benchmarks_main if args and args[0] in HARNESSES else main)(args)
-    except SystemExit as exit_info:
-        status = exit_info.code
-    else:
-        status = 0
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
 def fails(args: list[str], capsys, expect: str) -> str:
     """Run the CLI, expect one `error:` line (the last) that contains `expect`; return it."""
     status, _, err = run_main(args, capsys)
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert status not in (0, None) and len(errors) == 1 and lines[-1] == errors[0], err[-3000:]
-    assert expect in errors[0], errors[0]
-    return errors[0]
+    assert status not in (0, None), err[-3000:]
+    error = one_error_line(err)
+    assert expect in error, error
+    return error
 
 
 def succeeds(args: list[str], capsys) -> str:

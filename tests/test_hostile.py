@@ -17,31 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fit_args, write_small_corpus
+from conftest import fit_args, one_error_line, run_main, write_small_corpus
 from faults import child_environment
 from realfaults import small_filesystem, start_in_own_group
 
 from lightning_trickster.cli import main
 from lightning_trickster.commands.export import FILES
 from lightning_trickster.export import STAGING_MARKER
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-    except SystemExit as exit_info:
-        status = exit_info.code
-    else:
-        status = 0
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err[-3000:]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

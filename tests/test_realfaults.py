@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_SHAKESPEARE, fit_args, write_small_corpus
+from conftest import TINY_SHAKESPEARE, fit_args, run_main, write_small_corpus
 from faults import child_environment, run_cli
 from realfaults import (
     PAGE,
@@ -32,18 +32,6 @@ from lightning_trickster.runs import read_scalars
 def last_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    """cli.main in this process: (exit status, stdout, stderr); a traceback would escape as an exception."""
-    try:
-        main(args)
-    except SystemExit as exit_info:
-        status = exit_info.code
-    else:
-        status = 0
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 # ---------------------------------------------------------------------------------------------------------------
